@@ -1,0 +1,1 @@
+"""The host-side cloud (CPython only): shadow service, ledger, fault proxy, scenarios."""

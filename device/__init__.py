@@ -1,0 +1,1 @@
+"""Brickproof portable device runtime (runs on MicroPython and CPython)."""

@@ -1,0 +1,1 @@
+"""Device apps (thermostat, ...): pure control law in device.core plus a thin task here."""

@@ -1,0 +1,165 @@
+"""Boot: build the environment from a board profile and run a device.
+
+Used by the host CLI (``brickproof run``), the MicroPython offline run and
+the benchmarks, so every interpreter boots through the same code. Boards
+with a ``sim`` section get simulated time (``VirtualClock``) and a simulated
+room; real boards get the monotonic clock and their drivers.
+"""
+
+from device import compat
+from device.clock import MonotonicClock, VirtualClock
+from device.env import Env
+from device.errors import ConfigError
+from device.log import get_logger
+from device.rand import Rand
+from device.runtime import Supervisor
+from device.store import open_store
+
+_log = get_logger("boot")
+
+
+def _app_class(name: str):  # type: ignore[no-untyped-def]
+    # Imported lazily so a board only loads the apps it runs.
+    if name == "thermostat":
+        from device.apps.thermostat import ThermostatApp
+
+        return ThermostatApp
+    raise ConfigError("app", "unknown app %r" % (name,))
+
+
+def build_env(board: dict, speed: float = 0.0) -> tuple:
+    """Return ``(env, world)``; ``world`` is the simulation or None on real hardware."""
+    from hw.build import build_hw
+
+    sim_cfg = board.get("sim")
+    rand = Rand(sim_cfg.get("seed", 1) if sim_cfg else 1)
+    world = None
+    clock: MonotonicClock | VirtualClock
+    if sim_cfg:
+        from hw.sim.world import SimWorld
+
+        clock = VirtualClock(speed=speed)
+        world = SimWorld(sim_cfg, clock, rand)
+        clock.set_wall_ms(world.start_wall_ms)
+    else:
+        clock = MonotonicClock()
+    hw = build_hw(board, world)
+    store = open_store(board["storage"])
+    return Env(clock, store, hw, rand, board), world
+
+
+class Device:
+    """One device: its environment, its apps and the supervisor running them."""
+
+    def __init__(self, env: Env, app_settings: dict, world: object = None) -> None:
+        """``app_settings``: ``{app name: settings}`` from ``device.config.configure_apps``."""
+        self.env = env
+        self.world = world
+        self.apps: list = [_app_class(name)(env, app_settings[name]) for name in sorted(app_settings)]
+        self.supervisor = Supervisor(env.clock, report=self._report_event)
+        self.boot_ms = env.clock.now_ms()
+
+    async def _report_event(self, event: dict) -> None:
+        await self.env.store.append("event", event, self.env.clock.now_ms())
+
+    async def start(self) -> None:
+        compat.tune_gc()
+        await self.env.store.open()
+        for app in self.apps:
+            await app.setup()
+            self.supervisor.spawn(app.name, app.run)
+        self.supervisor.start()
+
+    async def stop(self) -> None:
+        await self.supervisor.stop()
+        await self.env.store.close()
+
+    def status(self) -> dict:
+        status = {"t_ms": self.env.clock.now_ms(), "wall_ms": self.env.clock.wall_ms()}
+        for app in self.apps:
+            status[app.name] = app.status()
+        status["tasks_ok"] = self.supervisor.healthy()
+        return status
+
+    def summary(self) -> dict:
+        now = self.env.clock.now_ms()
+        records, size = self.env.store.depth()
+        summary = {
+            "sim_ms": now - self.boot_ms,
+            "task_crashes": self.supervisor.crash_total,
+            "outbox_records": records,
+            "outbox_bytes": size,
+            "store_counters": dict(self.env.store.counters),
+        }
+        for app in self.apps:
+            summary[app.name] = app.summary(now)
+        if self.world is not None:
+            summary["world"] = self.world.summary()  # type: ignore[attr-defined]
+        return summary
+
+
+class ComfortMeter:
+    """Share of status samples with the true room temperature near the setpoint."""
+
+    def __init__(self, band_c: float = 1.0) -> None:
+        self.band_c = band_c
+        self.samples = 0
+        self.within = 0
+
+    def sample(self, true_c: float, status: dict) -> None:
+        sp = status.get("setpoint_c")
+        if sp is None or status.get("mode") not in ("heat", "cool"):
+            return
+        self.samples += 1
+        if abs(true_c - sp) <= self.band_c:
+            self.within += 1
+
+    def percent(self) -> float | None:
+        return 100.0 * self.within / self.samples if self.samples else None
+
+
+async def run_offline(
+    board: dict,
+    app_settings: dict,
+    for_ms: int,
+    speed: float = 0.0,
+    on_status=None,  # type: ignore[no-untyped-def]
+    status_every_ms: int = 60000,
+    on_boot=None,
+) -> dict:
+    """Run one device with no network for ``for_ms`` of (simulated) time; return its summary.
+
+    ``app_settings`` comes from ``device.config`` (the configuration phase).
+
+    ``on_status(device, status)`` is called every ``status_every_ms``;
+    ``on_boot(device)`` once the device has started (apps set up, tasks running).
+    """
+    env, world = build_env(board, speed)
+    device = Device(env, app_settings, world)
+    comfort = ComfortMeter()
+    clock = env.clock
+
+    async def report_status() -> None:
+        while True:
+            await clock.sleep_ms(status_every_ms)
+            status = device.status()
+            if world is not None and "thermostat" in status:
+                comfort.sample(world.room.temp_c, status["thermostat"])  # type: ignore[attr-defined]
+            if on_status is not None:
+                on_status(device, status)
+
+    await device.start()
+    if on_boot is not None:
+        on_boot(device)
+    device.supervisor.spawn("status", report_status)
+    try:
+        end_ms = device.boot_ms + for_ms
+        if isinstance(clock, VirtualClock):
+            await clock.run_until(end_ms)
+        else:
+            await clock.sleep_ms(for_ms)
+    finally:
+        await device.stop()
+    summary = device.summary()
+    summary["comfort_pct"] = comfort.percent()
+    return summary

@@ -1,0 +1,113 @@
+"""Clocks. Device code asks ``env.clock`` for time and sleeps through it.
+
+Interface (duck-typed; MicroPython has no ``abc``):
+
+* ``now_ms()``      monotonic milliseconds, never wraps, never goes back.
+* ``wall_ms()``     Unix time in ms, or ``None`` when unknown (offline boot, no NTP).
+* ``await sleep_ms(ms)``
+
+``MonotonicClock`` is the real one. ``VirtualClock`` is simulated time: it only
+moves when its driver (``run_until``) moves it, optionally paced to
+``speed`` x real time, so a 24-hour simulated day takes seconds and is
+reproducible on both interpreters.
+"""
+
+import asyncio
+import heapq
+import time
+
+from device import compat
+
+# 2024-01-01T00:00:00Z: a wall clock reading before this was never set.
+_PLAUSIBLE_WALL_S = 1704067200
+
+
+class MonotonicClock:
+    def __init__(self) -> None:
+        # MicroPython ports differ in epoch (1970 or 2000).
+        self._epoch_offset_s = 946684800 if time.gmtime(0)[0] == 2000 else 0
+
+    def now_ms(self) -> int:
+        return compat.monotonic_ms()
+
+    def wall_ms(self) -> int | None:
+        seconds = time.time() + self._epoch_offset_s
+        if seconds < _PLAUSIBLE_WALL_S:
+            return None
+        return int(seconds * 1000)
+
+    async def sleep_ms(self, ms: int) -> None:
+        await compat.sleep_ms(ms)
+
+
+class VirtualClock:
+    """Simulated time driven by ``run_until``.
+
+    Tasks sleeping on this clock are woken in deadline order. Between two
+    wake-ups the driver yields ``settle`` times to the event loop so that
+    woken tasks (and tasks they signal through events or queues) can run
+    until they sleep again. ``speed`` > 0 paces simulated time to that many
+    times real time; 0 runs as fast as the CPU allows.
+    """
+
+    def __init__(
+        self, start_ms: int = 0, wall_start_ms: int | None = None, speed: float = 0.0, settle: int = 8
+    ) -> None:
+        self._now = start_ms
+        self._wall_offset = None if wall_start_ms is None else wall_start_ms - start_ms
+        self._timers: list = []
+        self._seq = 0
+        self.speed = speed
+        self.settle = settle
+
+    def now_ms(self) -> int:
+        return self._now
+
+    def wall_ms(self) -> int | None:
+        if self._wall_offset is None:
+            return None
+        return self._now + self._wall_offset
+
+    def set_wall_ms(self, wall_ms: int | None) -> None:
+        """Set (or forget, with None) the wall time that corresponds to now."""
+        self._wall_offset = None if wall_ms is None else wall_ms - self._now
+
+    async def sleep_ms(self, ms: int) -> None:
+        if ms <= 0:
+            await asyncio.sleep(0)
+            return
+        event = asyncio.Event()
+        self._seq += 1
+        heapq.heappush(self._timers, (self._now + ms, self._seq, event))
+        await event.wait()
+
+    async def _settle(self) -> None:
+        for _ in range(self.settle):
+            await asyncio.sleep(0)
+
+    async def run_until(self, end_ms: int) -> None:
+        """Advance simulated time to ``end_ms``, waking sleepers on the way."""
+        real_start = compat.monotonic_ms()
+        sim_start = self._now
+        timers = self._timers
+        while True:
+            await self._settle()
+            if not timers or timers[0][0] > end_ms:
+                target = end_ms
+            else:
+                target = timers[0][0]
+            if self.speed > 0:
+                due_real = real_start + int((target - sim_start) / self.speed)
+                lag = due_real - compat.monotonic_ms()
+                if lag > 0:
+                    await compat.sleep_ms(lag)
+            if target > self._now:
+                self._now = target
+            while timers and timers[0][0] <= self._now:
+                heapq.heappop(timers)[2].set()
+            if self._now >= end_ms:
+                await self._settle()
+                return
+
+    async def advance(self, ms: int) -> None:
+        await self.run_until(self._now + ms)

@@ -1,0 +1,1 @@
+"""Hardware abstraction: small interfaces, simulated parts (``hw.sim``) and board drivers."""

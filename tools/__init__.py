@@ -1,0 +1,1 @@
+"""Tools: the brickproof CLI, benchmarks and the virtual board (CPython only)."""

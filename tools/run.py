@@ -1,0 +1,192 @@
+"""``brickproof run``: one device on the host, offline, in simulated time."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import time
+from typing import Any
+
+from device.board import load_board
+from device.boot import run_offline
+from device.config import APP_NAMES, configure_apps
+from device.errors import ConfigError
+
+FAULT_KINDS = ("stuck", "nan", "out_of_range", "disconnected", "stuck_off", "stuck_on")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("run", help="run one device with no network on the host (simulated time)")
+    p.add_argument("--board", required=True, help="board profile, e.g. boards/host_sim.json")
+    p.add_argument("--app", default="thermostat", choices=APP_NAMES, help="app to run (default: thermostat)")
+    p.add_argument(
+        "--for", dest="for_s", required=True, type=_positive_seconds, metavar="SECONDS", help="simulated seconds to run"
+    )
+    p.add_argument(
+        "--speed",
+        default=1.0,
+        type=_speed,
+        metavar="X",
+        help="simulated time runs X times faster than real time; 'max' for as fast as possible (default 1)",
+    )
+    p.add_argument(
+        "--status-every",
+        dest="status_s",
+        default=60.0,
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="simulated seconds between status lines (default 60)",
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        type=_fault,
+        metavar="PART:KIND@T[+D]",
+        help="inject a fault at T simulated seconds for D seconds, e.g. room_sensor:nan@3600+600 "
+        f"(kinds: {', '.join(FAULT_KINDS)})",
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no status lines, only the summary")
+    p.set_defaults(handler=handle)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _speed(text: str) -> float:
+    if text == "max":
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'max', got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 (or 'max'), got {text!r}")
+    return value
+
+
+def _fault(text: str) -> dict[str, Any]:
+    try:
+        target, when = text.split("@", 1)
+        part, kind = target.split(":", 1)
+        at_text, _, for_text = when.partition("+")
+        at_s = float(at_text)
+        for_s = float(for_text) if for_text else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected PART:KIND@SECONDS[+SECONDS], got {text!r}") from None
+    if kind not in FAULT_KINDS:
+        raise argparse.ArgumentTypeError(f"unknown fault kind {kind!r} (kinds: {', '.join(FAULT_KINDS)})")
+    if at_s < 0 or (for_s is not None and for_s <= 0):
+        raise argparse.ArgumentTypeError(f"fault times must be positive, got {text!r}")
+    return {"at_s": at_s, "for_s": for_s, "part": part, "kind": kind, "value": None}
+
+
+def _clock_text(t_ms: int, wall_ms: int | None) -> str:
+    seconds = t_ms // 1000
+    elapsed = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    if wall_ms is None:
+        return f"{elapsed} --:--"
+    day_s = wall_ms // 1000 % 86400
+    return f"{elapsed} {day_s // 3600:02d}:{day_s // 60 % 60:02d}"
+
+
+def _temp(value: float | None) -> str:
+    return "  --  " if value is None else f"{value:5.2f}C"
+
+
+def status_line(status: dict[str, Any], app: str) -> str:
+    a = status.get(app, {})
+    when = _clock_text(status["t_ms"], status["wall_ms"])
+    sp = a.get("setpoint_c")
+    if sp is None:
+        return f"{when}  starting"
+    heat = "ON " if a.get("heater_on") else "off"
+    cool = "ON " if a.get("cooler_on") else "off"
+    return (
+        f"{when}  room {_temp(a.get('temp_c'))}  set {sp:4.1f}C  heat {heat}  cool {cool}  "
+        f"mode {a.get('mode')!s:4}  health {a.get('health')}"
+    )
+
+
+def _add_faults(board: dict[str, Any], faults: list[dict[str, Any]]) -> None:
+    if not faults:
+        return
+    if not board.get("sim"):
+        raise ConfigError("sim", "--fault needs a simulated board (this board has no 'sim' section)")
+    for fault in faults:
+        if fault["part"] not in board.get("hw", {}):
+            known = ", ".join(sorted(board.get("hw", {})))
+            raise ConfigError("hw", f"--fault names no part {fault['part']!r} (parts: {known})")
+        board["sim"]["faults"].append(fault)
+
+
+def format_summary(summary: dict[str, Any], app: str, real_s: float) -> list[str]:
+    a = summary.get(app, {})
+    sim_s = summary["sim_ms"] / 1000
+    lines = [
+        f"summary: {sim_s / 3600:.2f} simulated hours in {real_s:.2f} s real ({sim_s / max(real_s, 1e-9):.0f}x)",
+        f"  control ticks      {a.get('ticks')}  (mean {a.get('tick_us_mean')} us, max {a.get('tick_us_max')} us)",
+    ]
+    world = summary.get("world")
+    if world:
+        lines.append(
+            f"  room (true)        min {world['room_min_c']:.2f}C  max {world['room_max_c']:.2f}C  "
+            f"end {world['room_c']:.2f}C;  outside at the end {world['outside_c']:.1f}C"
+        )
+        energy = ", ".join(
+            f"{name} {load['energy_j'] / 3.6e6:.2f} kWh" for name, load in sorted(world["loads"].items())
+        )
+        lines.append(f"  energy             {energy}")
+    if summary.get("comfort_pct") is not None:
+        lines.append(f"  within 1C of set   {summary['comfort_pct']:.1f}% of status samples")
+    if summary["sim_ms"]:
+        heat_pct = 100 * a.get("heater_on_ms", 0) / summary["sim_ms"]
+        cool_pct = 100 * a.get("cooler_on_ms", 0) / summary["sim_ms"]
+        lines.append(
+            f"  heater             on {heat_pct:.1f}% of the time, {a.get('heater_switches')} switches;  "
+            f"cooler on {cool_pct:.1f}%, {a.get('cooler_switches')} switches"
+        )
+    lines += [
+        f"  min on/off         {a.get('min_on_violations')} / {a.get('min_off_violations')} violations;  "
+        f"{a.get('safety_cutoffs')} safety cut-offs",
+        f"  faults             sensor errors {a.get('sensor_errors')}, store errors {a.get('store_errors')}, "
+        f"task crashes {summary['task_crashes']}",
+        f"  outbox             {summary['outbox_records']} records, {summary['outbox_bytes']} bytes queued for the "
+        f"cloud; counters {json.dumps(summary['store_counters'], sort_keys=True)}",
+    ]
+    return lines
+
+
+def handle(args: argparse.Namespace) -> int:
+    board = load_board(args.board)
+    _add_faults(board, args.fault)
+    app_settings = configure_apps(board, [args.app])
+    out = sys.stdout
+
+    def on_status(_device: object, status: dict[str, Any]) -> None:
+        if not args.quiet:
+            out.write(status_line(status, args.app) + "\n")
+            out.flush()
+
+    started = time.monotonic()
+    summary = asyncio.run(
+        run_offline(board, app_settings, int(args.for_s * 1000), args.speed, on_status, int(args.status_s * 1000))
+    )
+    real_s = time.monotonic() - started
+    if args.json:
+        summary["real_s"] = round(real_s, 3)
+        out.write(json.dumps(summary, sort_keys=True) + "\n")
+    else:
+        out.write("\n".join(format_summary(summary, args.app, real_s)) + "\n")
+    return 0

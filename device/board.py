@@ -30,9 +30,13 @@ _STORAGE = {
     "default": {},
     "fields": {
         "backend": {"type": "str", "choices": list(STORAGE_BACKENDS), "default": "memory"},
-        "path": {"type": "str", "default": "", "doc": "file for the sqlite/log backends"},
+        "path": {"type": "str", "default": "", "doc": "sqlite: the database file; log: its directory"},
         "budget_bytes": {"type": "int", "min": 4096, "max": 2**40, "default": 1048576},
-        "fsync": {"type": "bool", "default": True},
+        "fsync": {"type": "bool", "default": True, "doc": "durable on return (sqlite FULL / fsync per commit)"},
+        "group_commit_ms": {"type": "int", "min": 1, "max": 1000, "default": 2, "doc": "sqlite: appends share a commit"},
+        "segment_bytes": {"type": "int", "min": 512, "max": 2**24, "default": 4096, "doc": "log: one segment file"},
+        "erase_block_bytes": {"type": "int", "min": 256, "max": 2**20, "default": 4096, "doc": "log: flash sector"},
+        "erase_cycles": {"type": "int", "min": 1, "max": 10**9, "default": 100000, "doc": "log: rated endurance"},
     },
 }
 

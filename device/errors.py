@@ -4,6 +4,7 @@
      +-- ConfigError          a board file or setting is wrong (names the path)
      +-- StoreError           the local store failed
      |    +-- StoreFullError  the byte budget is spent and the record may not be dropped
+     |    +-- StoreWriteError the medium refused a write (ENOSPC, I/O error); counted
      +-- HardwareError        a driver could not talk to its part
      |    +-- SensorError     a sensor gave no usable answer
      +-- TaskError            a supervised task failed for good
@@ -37,6 +38,14 @@ class StoreError(BrickproofError):
 
 class StoreFullError(StoreError):
     pass
+
+
+class StoreWriteError(StoreError):
+    """The storage medium refused a write (full flash, I/O error). ``errno`` as the OS gave it."""
+
+    def __init__(self, message: str, errno: int = 0) -> None:
+        self.errno = errno
+        super().__init__(message)
 
 
 class HardwareError(BrickproofError):

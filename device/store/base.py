@@ -1,37 +1,61 @@
-"""The store interface: a state cache (key -> latest value) and an outbox (records to send).
+"""The store contract: state cache, outbox, inbox and counters, one for every backend.
 
-Backends: ``device.store.memory.MemoryStore`` (RAM; tests and host simulation);
-durable ones come later and are chosen by the board's ``storage`` section
-through ``device.store.open_store``.
+Backends (chosen by the board's ``storage.backend`` through ``device.store.open_store``):
+``sqlite`` (CPython: aiosqlite, WAL, group commit), ``log`` (flash: segment files,
+CRC32 records, portable) and ``memory`` (RAM, for unit tests and throwaway runs).
 
-Contract every backend keeps:
+What every backend keeps (``tests/store/conformance.py`` checks it on each):
 
-* **State.** ``put_state`` bumps the key's ``version`` by one per put (the first
-  put gives version 1) and records ``origin`` and ``stamp_ms``.
-* **Outbox.** ``append`` gives each record a per-device sequence number that is
-  strictly increasing and never reused, even after every record was acked.
-  ``read_outbox`` returns the oldest records first; ``ack(upto_seq)`` deletes
-  every record with ``seq <= upto_seq``.
-* **Budget.** Outbox payload bytes stay within the backend's budget. Telemetry
-  may be dropped (oldest first) or compacted to make room; events and results
-  never are: when they alone fill the budget, ``append`` raises
-  ``StoreFullError``.
-* **Counters.** ``counters`` holds ``appended``, ``acked``, ``compacted``,
-  ``dropped``, ``corrupt_skipped`` and ``full_rejections``.
+* **State.** ``put_state`` bumps the key's ``version`` by one per put (first put:
+  version 1) and records ``origin`` and a hybrid-logical-clock ``stamp``
+  (``device.hlc``): stamped by the store's clock from ``wall_ms`` unless the
+  caller passes the stamp it got from elsewhere. State is served from RAM; a
+  put returns once it is durable. The clock is restored from the largest
+  stored stamp at ``open``, so stamps keep increasing across reboots.
+* **Outbox.** ``append`` gives each record a per-device sequence number that
+  strictly increases and is never reused, across reboots and even after every
+  record was acked; it returns once the record is durable (``fsync`` boards).
+  ``read_outbox`` gives the oldest records first (optionally only those after
+  a seq); ``ack(upto)`` removes every record with ``seq <= upto``;
+  ``ack_seqs`` removes the listed ones. Each record carries the ``boot`` id it
+  was written in and its monotonic ``created_ms`` (wall time may be unknown).
+* **Budget and retention** (``device.store.retention``). Outbox payload bytes
+  stay within ``budget_bytes``. Past the high-water mark the oldest runs of
+  telemetry are folded into aggregate records (count/min/max/mean per field,
+  the seq range they cover); the aggregate keeps the first seq of its run.
+  Events and results are never folded or dropped. A record that does not fit
+  even then is refused with ``StoreFullError`` and counted
+  (``full_rejections``); the caller keeps running.
+* **Inbox.** Command ids already handled, each with an expiry, for dedupe;
+  at most ``INBOX_MAX`` held (the soonest to expire goes first, counted).
+* **Counters** (``COUNTER_NAMES``): appended, acked, compacted (telemetry
+  samples folded away), corrupt_skipped (bad records skipped at open),
+  full_rejections, write_errors (the medium refused a write: ENOSPC, EIO),
+  inbox_evicted. ``stats()`` gives them with depth, seq range and boot id.
 
-A record's ``size`` is the byte length of its payload's compact JSON
-(UTF-8, no spaces), the same figure on MicroPython and CPython.
+A record's ``size`` is the byte length of its payload's compact JSON (UTF-8,
+no spaces), the figure budgets count.
 """
 
 import json
 
 from device.compat import IS_MICROPYTHON
 from device.errors import StoreError
+from device.hlc import HLC
 
 ORIGINS = ("local", "cloud", "lan", "schedule")
 LANES = ("telemetry", "event", "result")
 
-COUNTER_NAMES = ("appended", "acked", "compacted", "dropped", "corrupt_skipped", "full_rejections")
+COUNTER_NAMES = (
+    "appended",
+    "acked",
+    "compacted",
+    "corrupt_skipped",
+    "full_rejections",
+    "write_errors",
+    "inbox_evicted",
+)
+INBOX_MAX = 256
 
 
 def new_counters() -> dict:
@@ -80,51 +104,44 @@ class StateEntry:
 
     __hash__ = None  # type: ignore[assignment]  # mutable value holder: compared by content, never hashed
 
-    def __init__(self, key: str, value, version: int, origin: str, stamp_ms: int) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, key: str, value, version: int, origin: str, stamp: int) -> None:  # type: ignore[no-untyped-def]
         self.key = key
         self.value = value
         self.version = version
         self.origin = origin
-        self.stamp_ms = stamp_ms
+        self.stamp = stamp
 
     def to_dict(self) -> dict:
-        return {
-            "key": self.key,
-            "value": self.value,
-            "version": self.version,
-            "origin": self.origin,
-            "stamp_ms": self.stamp_ms,
-        }
+        return {"key": self.key, "value": self.value, "version": self.version, "origin": self.origin, "stamp": self.stamp}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, StateEntry):
             return False
-        return (
-            self.key == other.key
-            and self.value == other.value
-            and self.version == other.version
-            and self.origin == other.origin
-            and self.stamp_ms == other.stamp_ms
-        )
+        return self.to_dict() == other.to_dict()
 
     def __repr__(self) -> str:
-        return "StateEntry(%r, %r, version=%d, origin=%r, stamp_ms=%d)" % (
+        return "StateEntry(%r, %r, version=%d, origin=%r, stamp=%d)" % (
             self.key,
             self.value,
             self.version,
             self.origin,
-            self.stamp_ms,
+            self.stamp,
         )
 
 
 class Record:
-    """One outbox record. ``size`` is the byte length of the payload's compact JSON."""
+    """One outbox record. ``size`` is the byte length of the payload's compact JSON.
+
+    ``boot`` is the boot id the record was written in and ``created_ms`` the
+    monotonic time then: wall time is fixed later, once the device knows it.
+    """
 
     __hash__ = None  # type: ignore[assignment]  # the payload is a dict: compared by content, never hashed
 
-    def __init__(self, seq: int, lane: str, created_ms: int, payload: dict, size: int) -> None:
+    def __init__(self, seq: int, lane: str, boot: int, created_ms: int, payload: dict, size: int) -> None:
         self.seq = seq
         self.lane = lane
+        self.boot = boot
         self.created_ms = created_ms
         self.payload = payload
         self.size = size
@@ -133,6 +150,7 @@ class Record:
         return {
             "seq": self.seq,
             "lane": self.lane,
+            "boot": self.boot,
             "created_ms": self.created_ms,
             "payload": self.payload,
             "size": self.size,
@@ -141,58 +159,196 @@ class Record:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Record):
             return False
-        return (
-            self.seq == other.seq
-            and self.lane == other.lane
-            and self.created_ms == other.created_ms
-            and self.payload == other.payload
-            and self.size == other.size
-        )
+        return self.to_dict() == other.to_dict()
 
     def __repr__(self) -> str:
-        return "Record(seq=%d, lane=%r, created_ms=%d, size=%d)" % (self.seq, self.lane, self.created_ms, self.size)
+        return "Record(seq=%d, lane=%r, boot=%d, created_ms=%d, size=%d)" % (
+            self.seq,
+            self.lane,
+            self.boot,
+            self.created_ms,
+            self.size,
+        )
 
 
 class Store:
-    """Base class of every backend. Subclasses override all methods below.
+    """Base class of every backend.
 
-    ``counters`` is a dict with the keys in ``COUNTER_NAMES``.
+    The state cache and the inbox live here, in RAM, for every backend; a
+    backend persists them through the ``_save_*`` hooks, which must be durable
+    when they return. The outbox is the backend's own.
+
+    Subclasses set ``backend`` (its name) and implement ``open`` (which loads
+    state with ``_restore_state``, the inbox with ``_restore_inbox`` and sets
+    ``boot_id`` to one more than the previous boot's), ``close``, the outbox
+    methods, ``depth``, ``seq_range`` and the ``_save_*`` hooks.
     """
 
-    def __init__(self) -> None:
+    backend = "base"
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
         self.counters = new_counters()
+        self.hlc = HLC()
+        self.boot_id = 0
+        self._state: dict = {}
+        self._inbox: dict = {}  # command id -> expires_ms
+
+    # -- lifecycle (backend) -----------------------------------------------
 
     async def open(self) -> None:
-        """Open or create the storage; call once before use."""
+        """Open or create the storage and recover it; call once before use."""
         raise NotImplementedError
 
     async def close(self) -> None:
         """Flush and release the storage. Safe to call twice."""
         raise NotImplementedError
 
+    # -- state ---------------------------------------------------------------
+
     async def get_state(self, key: str) -> StateEntry | None:
-        raise NotImplementedError
+        return self._state.get(key)
 
     async def load_state(self) -> dict:
-        """Every key: ``{key: StateEntry}``."""
+        """Every key: ``{key: StateEntry}`` (a new dict; entries are shared)."""
+        out = {}
+        for key in self._state:
+            out[key] = self._state[key]
+        return out
+
+    async def put_state(  # type: ignore[no-untyped-def]
+        self, key: str, value, origin: str = "local", wall_ms: int | None = None, stamp: int | None = None
+    ) -> StateEntry:
+        """Store ``value`` (plain JSON) under ``key`` with the next version; return the new entry.
+
+        ``stamp`` None: the store's clock stamps the entry from ``wall_ms``
+        (None when wall time is unknown). A given stamp (from the cloud or a
+        LAN peer) is kept as it is and the clock observes it.
+        """
+        check_origin(origin)
+        if not isinstance(key, str) or not key:
+            raise StoreError("a state key must be a non-empty string, got %r" % (key,))
+        data = encode_json(value, "state %r" % (key,))
+        if stamp is None:
+            stamp = self.hlc.now(wall_ms)
+        else:
+            self.hlc.observe(stamp)
+        old = self._state.get(key)
+        # A decoded copy: the caller may mutate its value later.
+        entry = StateEntry(key, json.loads(data), 1 if old is None else old.version + 1, origin, stamp)
+        await self._save_state(entry, data)
+        self._state[key] = entry
+        return entry
+
+    def _restore_state(self, entries: list) -> None:
+        """Load entries read back at open and restore the clock from their stamps."""
+        for entry in entries:
+            self._state[entry.key] = entry
+            self.hlc.observe(entry.stamp)
+
+    async def _save_state(self, entry: StateEntry, value_json: bytes) -> None:
+        """Persist one entry (``value_json`` is its value's compact JSON)."""
         raise NotImplementedError
 
-    async def put_state(self, key: str, value, origin: str = "local", now_ms: int = 0) -> StateEntry:  # type: ignore[no-untyped-def]
-        """Store ``value`` (plain JSON) under ``key`` with the next version; return the new entry."""
+    # -- inbox ---------------------------------------------------------------
+
+    async def inbox_seen(self, command_id: str) -> bool:
+        """True if ``command_id`` was handled and has not expired yet."""
+        return command_id in self._inbox
+
+    async def inbox_add(self, command_id: str, expires_ms: int) -> bool:
+        """Remember a handled command until ``expires_ms``; False if it was already there.
+
+        ``expires_ms`` is on whatever timeline the caller also passes to
+        ``inbox_expire`` (the sync engine uses wall time).
+        """
+        if not isinstance(command_id, str) or not command_id:
+            raise StoreError("a command id must be a non-empty string, got %r" % (command_id,))
+        if command_id in self._inbox:
+            return False
+        inbox = self._inbox
+        evict = None
+        if len(inbox) >= INBOX_MAX:
+            evict = min(inbox, key=lambda cid: inbox[cid])
+        await self._save_inbox(command_id, expires_ms, evict)
+        if evict is not None:
+            del self._inbox[evict]
+            self.counters["inbox_evicted"] += 1
+        self._inbox[command_id] = expires_ms
+        return True
+
+    async def inbox_expire(self, now_ms: int) -> int:
+        """Forget every command whose expiry is ``<= now_ms``; return how many."""
+        gone = [cid for cid in self._inbox if self._inbox[cid] <= now_ms]
+        if gone:
+            await self._drop_inbox(gone)
+            for cid in gone:
+                del self._inbox[cid]
+        return len(gone)
+
+    def _restore_inbox(self, pairs: list) -> None:
+        for command_id, expires_ms in pairs:
+            self._inbox[command_id] = expires_ms
+
+    async def _save_inbox(self, command_id: str, expires_ms: int, evict: str | None) -> None:
+        """Persist one new inbox id, and forget ``evict`` (if not None) in the same write."""
         raise NotImplementedError
+
+    async def _drop_inbox(self, command_ids: list) -> None:
+        raise NotImplementedError
+
+    # -- outbox (backend) ------------------------------------------------------
 
     async def append(self, lane: str, payload: dict, now_ms: int = 0) -> int:
-        """Add a record to the outbox; return its sequence number. May raise ``StoreFullError``."""
+        """Add a record; return its seq once durable. May raise ``StoreFullError``/``StoreWriteError``."""
         raise NotImplementedError
 
-    async def read_outbox(self, limit: int) -> list:
-        """Up to ``limit`` records, oldest (lowest seq) first, left in place until acked."""
+    async def read_outbox(self, limit: int, after_seq: int = 0) -> list:
+        """Up to ``limit`` records with ``seq > after_seq``, oldest first, left in place until acked."""
         raise NotImplementedError
 
     async def ack(self, upto_seq: int) -> int:
-        """Delete every record with ``seq <= upto_seq``; return how many went."""
+        """Remove every record with ``seq <= upto_seq``; return how many went."""
+        raise NotImplementedError
+
+    async def ack_seqs(self, seqs: list) -> int:
+        """Remove the records with these seqs (absent ones are ignored); return how many went."""
+        raise NotImplementedError
+
+    async def compact(self) -> int:
+        """Apply retention now (also done by ``append``): return telemetry samples folded away."""
         raise NotImplementedError
 
     def depth(self) -> tuple:
-        """``(records, payload_bytes)`` currently in the outbox."""
+        """``(records, payload_bytes)`` in the outbox."""
         raise NotImplementedError
+
+    def seq_range(self) -> tuple:
+        """``(first, last)`` seq in the outbox, ``(None, None)`` when empty."""
+        raise NotImplementedError
+
+    def next_seq(self) -> int:
+        """The seq the next append will get."""
+        raise NotImplementedError
+
+    # -- inspection ------------------------------------------------------------
+
+    def stats(self) -> dict:
+        records, size = self.depth()
+        first, last = self.seq_range()
+        out = {
+            "backend": self.backend,
+            "boot_id": self.boot_id,
+            "budget_bytes": self.budget_bytes,
+            "outbox": {"records": records, "bytes": size, "first_seq": first, "last_seq": last},
+            "next_seq": self.next_seq(),
+            "state_keys": len(self._state),
+            "inbox": len(self._inbox),
+            "counters": dict(self.counters),
+        }
+        self._more_stats(out)
+        return out
+
+    def _more_stats(self, out: dict) -> None:
+        """Backends add their own sections (the log backend: flash wear)."""
+        return None

@@ -44,7 +44,11 @@ def build_env(board: dict, speed: float = 0.0) -> tuple:
     else:
         clock = MonotonicClock()
     hw = build_hw(board, world)
+    compat.release_modules(("hw.build",))  # boot-time code, like device.config: its heap goes back
     store = open_store(board["storage"])
+    if world is not None:
+        # Simulated time waits for the store's real I/O (see VirtualClock.busy).
+        clock.busy = getattr(store, "busy", None)  # type: ignore[union-attr]
     return Env(clock, store, hw, rand, board), world
 
 

@@ -40,6 +40,9 @@ class MonotonicClock:
         await compat.sleep_ms(ms)
 
 
+BUSY_POLL_MS = 1
+
+
 class VirtualClock:
     """Simulated time driven by ``run_until``.
 
@@ -48,6 +51,12 @@ class VirtualClock:
     woken tasks (and tasks they signal through events or queues) can run
     until they sleep again. ``speed`` > 0 paces simulated time to that many
     times real time; 0 runs as fast as the CPU allows.
+
+    ``busy`` (optional, a callable): while it returns True, simulated time
+    stands still and the driver waits in real time. The device sets it to its
+    store's ``busy``: a durable append or state write in flight (a thread hop,
+    a group commit window, an fsync) takes real time, and simulated time must
+    not run on without the task that awaits it.
     """
 
     def __init__(
@@ -59,6 +68,7 @@ class VirtualClock:
         self._seq = 0
         self.speed = speed
         self.settle = settle
+        self.busy = None  # type: ignore[var-annotated]
 
     def now_ms(self) -> int:
         return self._now
@@ -84,6 +94,12 @@ class VirtualClock:
     async def _settle(self) -> None:
         for _ in range(self.settle):
             await asyncio.sleep(0)
+        busy = self.busy
+        if busy is not None:
+            while busy():
+                await compat.sleep_ms(BUSY_POLL_MS)
+                for _ in range(self.settle):
+                    await asyncio.sleep(0)
 
     async def run_until(self, end_ms: int) -> None:
         """Advance simulated time to ``end_ms``, waking sleepers on the way."""

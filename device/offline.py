@@ -1,11 +1,13 @@
 """Run one device offline from a board file: the portable entry point for hosts and the MicroPython unix port.
 
     micropython device/offline.py BOARD [--app thermostat] [--for SECONDS] [--speed X]
-                                        [--status-every SECONDS] [--latency] [--first-decision]
+                                        [--status-every SECONDS] [--store PATH]
+                                        [--latency] [--first-decision]
 
 Prints ``boot heap_used=N`` once the device has started (``gc.mem_alloc()``
 on MicroPython), a status line every ``--status-every`` simulated seconds, and
-the summary as one JSON line prefixed ``summary``. ``--first-decision`` stops
+the summary as one JSON line prefixed ``summary``. ``--store`` puts a file
+backend's store at PATH instead of the board's ``storage.path``. ``--first-decision`` stops
 at the first actuator decision and prints how long boot took.
 """
 
@@ -25,7 +27,7 @@ compat.tune_gc()
 
 _USAGE = (
     "usage: offline.py BOARD [--app NAME] [--for SECONDS] [--speed X] [--status-every SECONDS]"
-    " [--latency] [--first-decision]"
+    " [--store PATH] [--latency] [--first-decision]"
 )
 
 
@@ -38,8 +40,10 @@ def _parse(argv: list) -> dict:
         "status_s": 3600.0,
         "latency": False,
         "first_decision": False,
+        "store": None,
     }
-    names = {"--app": "app", "--for": "for_s", "--speed": "speed", "--status-every": "status_s"}
+    names = {"--app": "app", "--for": "for_s", "--speed": "speed", "--status-every": "status_s", "--store": "store"}
+    text_options = ("--app", "--store")
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -47,7 +51,7 @@ def _parse(argv: list) -> dict:
             if i + 1 >= len(argv):
                 raise ValueError(arg + " needs a value")
             value = argv[i + 1]
-            opts[names[arg]] = value if arg == "--app" else float(value)
+            opts[names[arg]] = value if arg in text_options else float(value)
             i += 2
         elif arg == "--latency":
             opts["latency"] = True
@@ -92,6 +96,10 @@ def main(argv: list) -> int:
     try:
         opts = _parse(argv)
         board, app_settings = config.load(opts["board"], [opts["app"]])
+        if opts["store"] is not None:
+            if board["storage"]["backend"] == "memory":
+                raise ValueError("--store needs a board whose storage backend keeps files (sqlite, log)")
+            board["storage"]["path"] = opts["store"]
     except (ValueError, BrickproofError, OSError) as exc:
         print("error: %s" % exc)
         print(_USAGE)

@@ -14,6 +14,7 @@ from device.board import load_board
 from device.boot import run_offline
 from device.config import APP_NAMES, configure_apps
 from device.errors import ConfigError
+from tools.store_cmd import add_store_option, storage_config
 
 FAULT_KINDS = ("stuck", "nan", "out_of_range", "disconnected", "stuck_off", "stuck_on")
 
@@ -49,6 +50,7 @@ def add_parser(sub: Any) -> None:
         help="inject a fault at T simulated seconds for D seconds, e.g. room_sensor:nan@3600+600 "
         f"(kinds: {', '.join(FAULT_KINDS)})",
     )
+    add_store_option(p)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no status lines, only the summary")
     p.set_defaults(handler=handle)
@@ -170,6 +172,7 @@ def format_summary(summary: dict[str, Any], app: str, real_s: float) -> list[str
 
 def handle(args: argparse.Namespace) -> int:
     board = load_board(args.board)
+    board["storage"] = storage_config(board, args.store)
     _add_faults(board, args.fault)
     app_settings = configure_apps(board, [args.app])
     out = sys.stdout

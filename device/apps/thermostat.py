@@ -100,7 +100,7 @@ class ThermostatApp:
         """Seed the state cache with the board's defaults where the owner has set nothing."""
         store = self.env.store  # type: ignore[attr-defined]
         s = self.settings
-        now = self.env.clock.now_ms()  # type: ignore[attr-defined]
+        wall_ms = self.env.clock.wall_ms()  # type: ignore[attr-defined]
         defaults = (
             (KEY_MODE, s["default_mode"]),
             (KEY_SETPOINT, s["default_setpoint_c"]),
@@ -109,7 +109,7 @@ class ThermostatApp:
         )
         for key, value in defaults:
             if await store.get_state(key) is None:
-                await store.put_state(key, value, "local", now)
+                await store.put_state(key, value, "local", wall_ms)
 
     async def run(self) -> None:
         clock = self.env.clock  # type: ignore[attr-defined]
@@ -200,15 +200,16 @@ class ThermostatApp:
                 await self._append("event", {"type": "schedule_rejected", "error": str(exc)}, now)
         if not self._schedule:
             return
-        active = sched.active_entry(self._schedule, self.env.clock.wall_ms(), self.settings["utc_offset_s"])  # type: ignore[attr-defined]
+        wall_ms = self.env.clock.wall_ms()  # type: ignore[attr-defined]
+        active = sched.active_entry(self._schedule, wall_ms, self.settings["utc_offset_s"])
         if active is None:
             self.schedule_note = "schedule paused: no wall clock"
             return
         self.schedule_note = ""
         applied = await store.get_state(KEY_SCHEDULE_APPLIED)  # type: ignore[attr-defined]
         if applied is None or applied.value != active[0]:
-            await store.put_state(KEY_SETPOINT, active[1], "schedule", now)  # type: ignore[attr-defined]
-            await store.put_state(KEY_SCHEDULE_APPLIED, active[0], "schedule", now)  # type: ignore[attr-defined]
+            await store.put_state(KEY_SETPOINT, active[1], "schedule", wall_ms)  # type: ignore[attr-defined]
+            await store.put_state(KEY_SCHEDULE_APPLIED, active[0], "schedule", wall_ms)  # type: ignore[attr-defined]
 
     def _drive(self, d: law.Decision, now: int) -> None:
         if self.heater is not None and (d.heater_changed or self.ticks == 0):

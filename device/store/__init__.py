@@ -1,79 +1,23 @@
 """The device's local store: state cache, outbox, inbox. See ``device.store.base`` for the contract.
 
-``open_store(board["storage"])`` builds the backend the board asks for. Backends
-are imported only when chosen: durable ones may need CPython-only libraries
-(aiosqlite) that MicroPython must never import.
+``open_store(board["storage"])`` builds the backend the board asks for.
 """
 
-from device.errors import ConfigError
+from device.compat import release_modules
 from device.store.base import LANES, ORIGINS, Record, StateEntry, Store
 
 __all__ = ["BACKENDS", "LANES", "ORIGINS", "Record", "StateEntry", "Store", "open_store"]
 
 BACKENDS = ("memory", "sqlite", "log")
-DEFAULT_BUDGET_BYTES = 262144
-
-
-def _budget(storage_cfg: dict) -> int:
-    budget = storage_cfg.get("budget_bytes", DEFAULT_BUDGET_BYTES)
-    # bool is an int subclass: refuse true/false explicitly.
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
-        raise ConfigError("storage.budget_bytes", "must be a positive whole number of bytes, got %r" % (budget,))
-    return budget
-
-
-def _positive(storage_cfg: dict, key: str, default: int) -> int:
-    value = storage_cfg.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError("storage." + key, "must be a positive whole number, got %r" % (value,))
-    return value
-
-
-def _path(storage_cfg: dict, backend: str) -> str:
-    path = storage_cfg.get("path")
-    if not isinstance(path, str) or not path:
-        raise ConfigError("storage.path", "required for backend %r: where its files live" % (backend,))
-    return path
 
 
 def open_store(storage_cfg: dict) -> Store:
-    """Build (not open) the store for a board's ``storage`` section; ``await store.open()`` next."""
-    if not isinstance(storage_cfg, dict):
-        raise ConfigError("storage", 'must be an object like {"backend": "log", "path": "store"}, got %r' % (storage_cfg,))
-    backend = storage_cfg.get("backend")
-    if backend is None:
-        raise ConfigError("storage.backend", "missing: set it to one of " + ", ".join(BACKENDS))
-    budget = _budget(storage_cfg)
-    fsync = storage_cfg.get("fsync", True)
-    if not isinstance(fsync, bool):
-        raise ConfigError("storage.fsync", "must be true or false, got %r" % (fsync,))
-    if backend == "memory":
-        from device.store.memory import MemoryStore
+    """Build (not open) the store for a board's ``storage`` section; ``await store.open()`` next.
 
-        return MemoryStore(budget_bytes=budget)
-    if backend == "sqlite":
-        from device.compat import IS_MICROPYTHON
+    Raises ``ConfigError`` for a bad section (see ``device.store.factory``).
+    """
+    from device.store.factory import build_store
 
-        if IS_MICROPYTHON:
-            raise ConfigError("storage.backend", "'sqlite' needs CPython; on MicroPython use 'log'")
-        from device.store.sqlite import SqliteStore
-
-        return SqliteStore(
-            _path(storage_cfg, backend),
-            budget_bytes=budget,
-            fsync=fsync,
-            group_commit_ms=_positive(storage_cfg, "group_commit_ms", 2),
-        )
-    if backend == "log":
-        from device.store.fileio import Files
-        from device.store.log import LogStore
-
-        return LogStore(
-            Files(_path(storage_cfg, backend)),
-            budget_bytes=budget,
-            fsync=fsync,
-            segment_bytes=_positive(storage_cfg, "segment_bytes", 4096),
-            erase_block_bytes=_positive(storage_cfg, "erase_block_bytes", 4096),
-            erase_cycles=_positive(storage_cfg, "erase_cycles", 100000),
-        )
-    raise ConfigError("storage.backend", "unknown backend %r: use one of %s" % (backend, ", ".join(BACKENDS)))
+    store = build_store(storage_cfg)
+    release_modules(("device.store.factory",))  # boot-time code: give its heap back (MicroPython)
+    return store

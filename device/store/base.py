@@ -4,7 +4,7 @@ Backends (chosen by the board's ``storage.backend`` through ``device.store.open_
 ``sqlite`` (CPython: aiosqlite, WAL, group commit), ``log`` (flash: segment files,
 CRC32 records, portable) and ``memory`` (RAM, for unit tests and throwaway runs).
 
-What every backend keeps (``tests/store/conformance.py`` checks it on each):
+What every backend keeps (``tests/pure/store_conformance.py`` checks it on each):
 
 * **State.** ``put_state`` bumps the key's ``version`` by one per put (first put:
   version 1) and records ``origin`` and a hybrid-logical-clock ``stamp``
@@ -35,13 +35,22 @@ What every backend keeps (``tests/store/conformance.py`` checks it on each):
 
 A record's ``size`` is the byte length of its payload's compact JSON (UTF-8,
 no spaces), the figure budgets count.
+
+Heap: this module is loaded on every board, so it holds only what a running
+device calls. The backend methods are declared for type checkers alone (see
+``Store``); the inbox and ``stats()`` code lives in ``device.store.inbox`` and
+``device.store.stats``, imported on first use (an offline device never calls them).
 """
 
 import json
 
-from device.compat import IS_MICROPYTHON
+from device.compat import IS_MICROPYTHON, const
 from device.errors import StoreError
 from device.hlc import HLC
+
+# Type checkers take any name TYPE_CHECKING as true; as a const(0) MicroPython's
+# compiler drops the blocks it guards, so declarations there cost no heap.
+TYPE_CHECKING = const(0)
 
 ORIGINS = ("local", "cloud", "lan", "schedule")
 LANES = ("telemetry", "event", "result")
@@ -56,6 +65,23 @@ COUNTER_NAMES = (
     "inbox_evicted",
 )
 INBOX_MAX = 256
+
+# The outbox's water marks (see device.store.retention): every append checks
+# them, so they live here; the folding code is imported only when they are passed.
+HIGH_WATER_PCT = const(80)  # fold once an append would take the outbox past this share of the budget
+LOW_WATER_PCT = const(60)  # ... and fold down to this share
+
+
+def high_water(budget_bytes: int) -> int:
+    return budget_bytes * HIGH_WATER_PCT // 100
+
+
+def low_water(budget_bytes: int) -> int:
+    return budget_bytes * LOW_WATER_PCT // 100
+
+
+def over_high_water(held_bytes: int, incoming_bytes: int, budget_bytes: int) -> bool:
+    return held_bytes + incoming_bytes > high_water(budget_bytes)
 
 
 def new_counters() -> dict:
@@ -82,15 +108,31 @@ def encode_json(value, what: str = "value") -> bytes:  # type: ignore[no-untyped
     """Compact UTF-8 JSON bytes of ``value``; ``StoreError`` if it is not plain JSON."""
     try:
         if IS_MICROPYTHON:
-            text = json.dumps(value, separators=(",", ":"))
+            data = json.dumps(value, separators=(",", ":")).encode()
             # MicroPython's dumps writes nan, inf and object reprs without complaint:
             # parse it back so a bad record is refused now, not unreadable later.
-            json.loads(text)
+            json.loads(data)
+            if _has_surrogate(data):
+                raise ValueError("a lone surrogate is not valid UTF-8")
         else:
             text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            data = text.encode()  # UnicodeEncodeError (a ValueError) for a lone surrogate
     except (TypeError, ValueError) as exc:
         raise StoreError("%s is not storable as JSON (%s): %r" % (what, exc, value)) from None
-    return text.encode()
+    return data
+
+
+def _has_surrogate(data: bytes) -> bool:
+    """Whether UTF-8 ``data`` encodes a code point in U+D800..U+DFFF (MicroPython lets them through).
+
+    Those are the sequences ED A0..BF xx; in valid UTF-8 an ED lead byte is followed by 80..9F.
+    """
+    i = data.find(b"\xed")
+    while 0 <= i < len(data) - 1:
+        if data[i + 1] >= 0xA0:
+            return True
+        i = data.find(b"\xed", i + 1)
+    return False
 
 
 def encode_payload(payload) -> bytes:  # type: ignore[no-untyped-def]
@@ -112,21 +154,19 @@ class StateEntry:
         self.stamp = stamp
 
     def to_dict(self) -> dict:
-        return {"key": self.key, "value": self.value, "version": self.version, "origin": self.origin, "stamp": self.stamp}
+        return {
+            "key": self.key,
+            "value": self.value,
+            "version": self.version,
+            "origin": self.origin,
+            "stamp": self.stamp,
+        }
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, StateEntry):
-            return False
-        return self.to_dict() == other.to_dict()
+        return isinstance(other, StateEntry) and self.to_dict() == other.to_dict()
 
     def __repr__(self) -> str:
-        return "StateEntry(%r, %r, version=%d, origin=%r, stamp=%d)" % (
-            self.key,
-            self.value,
-            self.version,
-            self.origin,
-            self.stamp,
-        )
+        return "StateEntry(%r)" % (self.to_dict(),)
 
 
 class Record:
@@ -157,18 +197,18 @@ class Record:
         }
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Record):
-            return False
-        return self.to_dict() == other.to_dict()
+        return isinstance(other, Record) and self.to_dict() == other.to_dict()
 
     def __repr__(self) -> str:
-        return "Record(seq=%d, lane=%r, boot=%d, created_ms=%d, size=%d)" % (
-            self.seq,
-            self.lane,
-            self.boot,
-            self.created_ms,
-            self.size,
-        )
+        return "Record(%r)" % (self.to_dict(),)
+
+
+def _not_implemented(self, *args) -> None:  # type: ignore[no-untyped-def]
+    raise NotImplementedError("a Store backend must implement this")
+
+
+async def _not_implemented_async(self, *args) -> None:  # type: ignore[no-untyped-def]
+    raise NotImplementedError("a Store backend must implement this")
 
 
 class Store:
@@ -178,10 +218,12 @@ class Store:
     backend persists them through the ``_save_*`` hooks, which must be durable
     when they return. The outbox is the backend's own.
 
-    Subclasses set ``backend`` (its name) and implement ``open`` (which loads
-    state with ``_restore_state``, the inbox with ``_restore_inbox`` and sets
-    ``boot_id`` to one more than the previous boot's), ``close``, the outbox
-    methods, ``depth``, ``seq_range`` and the ``_save_*`` hooks.
+    Subclasses set ``backend`` (its name) and implement the methods declared
+    under ``if TYPE_CHECKING`` below: ``open`` (which loads state with
+    ``_restore_state``, the inbox with ``_restore_inbox`` and sets ``boot_id``
+    to one more than the previous boot's), ``close``, the outbox methods,
+    ``depth``, ``seq_range``, ``next_seq`` and the ``_save_*`` hooks. On the
+    base class itself they raise ``NotImplementedError``.
     """
 
     backend = "base"
@@ -194,15 +236,65 @@ class Store:
         self._state: dict = {}
         self._inbox: dict = {}  # command id -> expires_ms
 
-    # -- lifecycle (backend) -----------------------------------------------
+    if TYPE_CHECKING:
+        # -- the backend API (declarations: MicroPython compiles none of this) --
 
-    async def open(self) -> None:
-        """Open or create the storage and recover it; call once before use."""
-        raise NotImplementedError
+        async def open(self, readonly: bool = False) -> None:
+            """Open or create the storage and recover it; call once before use.
 
-    async def close(self) -> None:
-        """Flush and release the storage. Safe to call twice."""
-        raise NotImplementedError
+            ``readonly`` (inspection, ``brickproof store``): read what is there and
+            write nothing: no boot is counted, damage is reported, not repaired,
+            and writes raise ``StoreError``.
+            """
+
+        async def close(self) -> None:
+            """Flush and release the storage. Safe to call twice."""
+
+        async def append(self, lane: str, payload: dict, now_ms: int = 0) -> int:
+            """Add a record; return its seq once durable. May raise ``StoreFullError``/``StoreWriteError``."""
+            return 0
+
+        async def read_outbox(self, limit: int, after_seq: int = 0) -> list:
+            """Up to ``limit`` records with ``seq > after_seq``, oldest first, left in place until acked."""
+            return []
+
+        async def ack(self, upto_seq: int) -> int:
+            """Remove every record with ``seq <= upto_seq``; return how many went."""
+            return 0
+
+        async def ack_seqs(self, seqs: list) -> int:
+            """Remove the records with these seqs (absent ones are ignored); return how many went."""
+            return 0
+
+        async def compact(self) -> int:
+            """Apply retention now (also done by ``append``): return telemetry samples folded away."""
+            return 0
+
+        def depth(self) -> tuple:
+            """``(records, payload_bytes)`` in the outbox."""
+            return (0, 0)
+
+        def seq_range(self) -> tuple:
+            """``(first, last)`` seq in the outbox, ``(None, None)`` when empty."""
+            return (None, None)
+
+        def next_seq(self) -> int:
+            """The seq the next append will get."""
+            return 0
+
+        async def _save_state(self, entry: StateEntry, value_json: bytes) -> None:
+            """Persist one entry (``value_json`` is its value's compact JSON)."""
+
+        async def _save_inbox(self, command_id: str, expires_ms: int, evict: str | None) -> None:
+            """Persist one new inbox id, and forget ``evict`` (if not None) in the same write."""
+
+        async def _drop_inbox(self, command_ids: list) -> None:
+            """Persist forgetting these inbox ids."""
+
+    else:
+        open = close = append = read_outbox = ack = ack_seqs = compact = _not_implemented_async
+        _save_state = _save_inbox = _drop_inbox = _not_implemented_async
+        depth = seq_range = next_seq = _not_implemented
 
     # -- state ---------------------------------------------------------------
 
@@ -211,10 +303,7 @@ class Store:
 
     async def load_state(self) -> dict:
         """Every key: ``{key: StateEntry}`` (a new dict; entries are shared)."""
-        out = {}
-        for key in self._state:
-            out[key] = self._state[key]
-        return out
+        return dict(self._state)
 
     async def put_state(  # type: ignore[no-untyped-def]
         self, key: str, value, origin: str = "local", wall_ms: int | None = None, stamp: int | None = None
@@ -246,11 +335,7 @@ class Store:
             self._state[entry.key] = entry
             self.hlc.observe(entry.stamp)
 
-    async def _save_state(self, entry: StateEntry, value_json: bytes) -> None:
-        """Persist one entry (``value_json`` is its value's compact JSON)."""
-        raise NotImplementedError
-
-    # -- inbox ---------------------------------------------------------------
+    # -- inbox (the code lives in device.store.inbox) --------------------------
 
     async def inbox_seen(self, command_id: str) -> bool:
         """True if ``command_id`` was handled and has not expired yet."""
@@ -260,94 +345,30 @@ class Store:
         """Remember a handled command until ``expires_ms``; False if it was already there.
 
         ``expires_ms`` is on whatever timeline the caller also passes to
-        ``inbox_expire`` (the sync engine uses wall time).
+        ``inbox_expire`` (the sync engine uses wall time). At most
+        ``INBOX_MAX`` are held: the one soonest to expire makes room.
         """
-        if not isinstance(command_id, str) or not command_id:
-            raise StoreError("a command id must be a non-empty string, got %r" % (command_id,))
-        if command_id in self._inbox:
-            return False
-        inbox = self._inbox
-        evict = None
-        if len(inbox) >= INBOX_MAX:
-            evict = min(inbox, key=lambda cid: inbox[cid])
-        await self._save_inbox(command_id, expires_ms, evict)
-        if evict is not None:
-            del self._inbox[evict]
-            self.counters["inbox_evicted"] += 1
-        self._inbox[command_id] = expires_ms
-        return True
+        from device.store.inbox import add
+
+        return await add(self, command_id, expires_ms)
 
     async def inbox_expire(self, now_ms: int) -> int:
         """Forget every command whose expiry is ``<= now_ms``; return how many."""
-        gone = [cid for cid in self._inbox if self._inbox[cid] <= now_ms]
-        if gone:
-            await self._drop_inbox(gone)
-            for cid in gone:
-                del self._inbox[cid]
-        return len(gone)
+        from device.store.inbox import expire
+
+        return await expire(self, now_ms)
 
     def _restore_inbox(self, pairs: list) -> None:
         for command_id, expires_ms in pairs:
             self._inbox[command_id] = expires_ms
 
-    async def _save_inbox(self, command_id: str, expires_ms: int, evict: str | None) -> None:
-        """Persist one new inbox id, and forget ``evict`` (if not None) in the same write."""
-        raise NotImplementedError
-
-    async def _drop_inbox(self, command_ids: list) -> None:
-        raise NotImplementedError
-
-    # -- outbox (backend) ------------------------------------------------------
-
-    async def append(self, lane: str, payload: dict, now_ms: int = 0) -> int:
-        """Add a record; return its seq once durable. May raise ``StoreFullError``/``StoreWriteError``."""
-        raise NotImplementedError
-
-    async def read_outbox(self, limit: int, after_seq: int = 0) -> list:
-        """Up to ``limit`` records with ``seq > after_seq``, oldest first, left in place until acked."""
-        raise NotImplementedError
-
-    async def ack(self, upto_seq: int) -> int:
-        """Remove every record with ``seq <= upto_seq``; return how many went."""
-        raise NotImplementedError
-
-    async def ack_seqs(self, seqs: list) -> int:
-        """Remove the records with these seqs (absent ones are ignored); return how many went."""
-        raise NotImplementedError
-
-    async def compact(self) -> int:
-        """Apply retention now (also done by ``append``): return telemetry samples folded away."""
-        raise NotImplementedError
-
-    def depth(self) -> tuple:
-        """``(records, payload_bytes)`` in the outbox."""
-        raise NotImplementedError
-
-    def seq_range(self) -> tuple:
-        """``(first, last)`` seq in the outbox, ``(None, None)`` when empty."""
-        raise NotImplementedError
-
-    def next_seq(self) -> int:
-        """The seq the next append will get."""
-        raise NotImplementedError
-
     # -- inspection ------------------------------------------------------------
 
     def stats(self) -> dict:
-        records, size = self.depth()
-        first, last = self.seq_range()
-        out = {
-            "backend": self.backend,
-            "boot_id": self.boot_id,
-            "budget_bytes": self.budget_bytes,
-            "outbox": {"records": records, "bytes": size, "first_seq": first, "last_seq": last},
-            "next_seq": self.next_seq(),
-            "state_keys": len(self._state),
-            "inbox": len(self._inbox),
-            "counters": dict(self.counters),
-        }
-        self._more_stats(out)
-        return out
+        """Counters, outbox depth and seq range, boot id, state and inbox sizes, and the backend's own sections."""
+        from device.store.stats import store_stats
+
+        return store_stats(self)
 
     def _more_stats(self, out: dict) -> None:
         """Backends add their own sections (the log backend: flash wear)."""

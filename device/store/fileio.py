@@ -88,11 +88,18 @@ class Files:
             return f.read(length)
 
     def open_append(self, name: str) -> FileHandle:
-        return FileHandle(open(self.path(name), "ab"))
+        # Unbuffered on CPython (both modes): a record written is in the OS's hands at once, so a
+        # killed process loses nothing even with fsync off (MicroPython files are unbuffered).
+        return self._open(name, "ab")
+
+    def _open(self, name: str, mode: str) -> FileHandle:
+        if IS_MICROPYTHON:
+            return FileHandle(open(self.path(name), mode))
+        return FileHandle(open(self.path(name), mode, 0))
 
     def create(self, name: str) -> FileHandle:
         """Open ``name`` empty (truncating it) for writing."""
-        return FileHandle(open(self.path(name), "wb"))
+        return self._open(name, "wb")
 
     def replace(self, name: str, data: bytes) -> None:
         """Atomically make ``name`` hold ``data``: temp file, sync, rename over."""

@@ -27,23 +27,29 @@ wrong. Events and results are never folded.
 
 from device.compat import const
 
-HIGH_WATER_PCT = const(80)  # fold once an append would take the outbox past this share of the budget
-LOW_WATER_PCT = const(60)  # ... and fold down to this share
+# The water marks are retention's, but every append checks them: they live in
+# base, loaded on every board, so that this module is imported only for a fold.
+from device.store.base import HIGH_WATER_PCT, LOW_WATER_PCT, high_water, low_water, over_high_water
+
+__all__ = [  # the water marks are re-exported
+    "FOLD_GROUP",
+    "HIGH_WATER_PCT",
+    "LOW_WATER_PCT",
+    "MEAN_DIGITS",
+    "TELEMETRY",
+    "find_run",
+    "fold",
+    "high_water",
+    "is_aggregate",
+    "low_water",
+    "over_high_water",
+    "samples_in",
+    "worth_folding",
+]
+
 FOLD_GROUP = const(16)  # at most this many records become one aggregate
 MEAN_DIGITS = const(4)
 TELEMETRY = const(0)  # index of "telemetry" in base.LANES
-
-
-def high_water(budget_bytes: int) -> int:
-    return budget_bytes * HIGH_WATER_PCT // 100
-
-
-def low_water(budget_bytes: int) -> int:
-    return budget_bytes * LOW_WATER_PCT // 100
-
-
-def over_high_water(held_bytes: int, incoming_bytes: int, budget_bytes: int) -> bool:
-    return held_bytes + incoming_bytes > high_water(budget_bytes)
 
 
 def is_aggregate(payload: dict) -> bool:
@@ -60,10 +66,11 @@ def samples_in(payload: dict) -> int:
     return 1
 
 
-def find_run(lanes: list, start: int = 0, group: int = FOLD_GROUP) -> tuple:
+def find_run(lanes, start: int = 0, group: int = FOLD_GROUP) -> tuple:  # type: ignore[no-untyped-def]
     """The first run of 2..``group`` consecutive telemetry entries at or after ``start``.
 
-    ``lanes`` holds the lane index of each outbox record in seq order. Returns
+    ``lanes``, any sequence of ints (a list, a bytearray), holds the lane index
+    of each outbox record in seq order. Returns
     ``(i, j)`` with records ``i .. j-1`` forming the run, or ``(-1, -1)``.
     """
     n = len(lanes)
@@ -135,8 +142,7 @@ class _Folder:
             first = last = seq
             n = 1
             from_ms = to_ms = created_ms
-            for field in payload:
-                value = payload[field]
+            for field, value in payload.items():
                 number = _number(value)
                 if number is not None:
                     self.add_stat(field, 1, number, number, number)
@@ -150,10 +156,11 @@ class _Folder:
         self.n += n
 
     def payload(self) -> dict:
-        stats = {}
-        for field in self.stats:
-            count, low, high, total = self.stats[field]
-            stats[field] = [count, low, high, round(total / count, MEAN_DIGITS)]
+        """The aggregate; call once: the sums become means in place (no second copy on a small heap)."""
+        stats = self.stats
+        for field in stats:
+            stat = stats[field]
+            stat[3] = round(stat[3] / stat[0], MEAN_DIGITS)
         out = {
             "agg": {"first": self.first, "last": self.last, "n": self.n, "from_ms": self.from_ms, "to_ms": self.to_ms},
             "stats": stats,
@@ -163,8 +170,11 @@ class _Folder:
         return out
 
 
-def fold(records: list) -> dict:
-    """One aggregate payload for telemetry ``records`` (``Record`` objects in seq order)."""
+def fold(records) -> dict:  # type: ignore[no-untyped-def]
+    """One aggregate payload for telemetry ``records``: ``Record`` objects in seq order.
+
+    Any iterable: a backend may decode them one at a time as they are taken.
+    """
     folder = _Folder()
     for record in records:
         folder.add(record.seq, record.created_ms, record.payload)

@@ -64,7 +64,16 @@ def test_esp32_profile_inherits_from_its_base():
     assert board["chip"] == "esp32"
     assert board["runtime"] == "micropython"
     assert board["heap_budget_bytes"] == 110000
-    assert board["storage"] == {"backend": "log", "path": "/data/store.log", "budget_bytes": 65536, "fsync": True}
+    assert board["storage"] == {
+        "backend": "log",
+        "path": "/data/store.log",
+        "budget_bytes": 65536,
+        "fsync": True,
+        "group_commit_ms": 2,
+        "segment_bytes": 4096,
+        "erase_block_bytes": 4096,
+        "erase_cycles": 100000,
+    }
     # pins from the base and the child are merged
     assert sorted(board["pins"]) == ["boot_button", "led", "onewire", "relay1", "status"]
     assert resolve_pin(board, board["hw"]["status_led"]["pin"]) == 2
@@ -203,7 +212,16 @@ def test_minimal_board_gets_every_default():
     assert board["chip"] == "host"
     assert board["runtime"] == "any"
     assert board["pins"] == {}
-    assert board["storage"] == {"backend": "memory", "path": "", "budget_bytes": 1048576, "fsync": True}
+    assert board["storage"] == {
+        "backend": "memory",
+        "path": "",
+        "budget_bytes": 1048576,
+        "fsync": True,
+        "group_commit_ms": 2,
+        "segment_bytes": 4096,
+        "erase_block_bytes": 4096,
+        "erase_cycles": 100000,
+    }
     assert board["heap_budget_bytes"] is None
     assert board["hw"] == {}
     assert board["apps"] == {}

@@ -1,394 +1,32 @@
-"""MemoryStore: outbox sequence, order, ack, byte budget; state versions; the open_store factory."""
+"""MemoryStore's own ways: the chunk layout, block reuse, folding in place, and the open_store factory.
+
+The store contract itself is checked by ``store_conformance.py`` (see ``test_store_memory.py``).
+"""
 
 import asyncio
+import struct
 
 from device.errors import ConfigError, StoreError, StoreFullError
-from device.store import open_store
-from device.store.base import Record, StateEntry, Store
-from device.store.memory import MAX_DROPPED_RANGES, MemoryStore
+from device.store import memory, open_store
+from device.store.base import COUNTER_NAMES, Store
+from device.store.memory import MemoryStore
 from tests.pure._check import raises
+from tests.pure._store_check import payload_size, read_all, telemetry_accounted
+
+H = memory.RECORD_HEADER_SIZE
 
 
-def _do(coro):
+def _do(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
 
 
-def _size(payload):
-    # compact JSON, as the store measures it
-    import json
-
-    return len(json.dumps(payload, separators=(",", ":")).encode())
-
-
-def test_seq_is_monotonic_and_never_reused_after_acks():
-    async def main():
-        s = MemoryStore()
-        seqs = []
-        for i in range(3):
-            seqs.append(await s.append("telemetry", {"t": i}, now_ms=i))
-        assert await s.ack(seqs[-1]) == 3
-        assert s.depth() == (0, 0)
-        seqs.append(await s.append("event", {"e": 1}))
-        seqs.append(await s.append("result", {"r": 1}))
-        return seqs
-
-    assert _do(main()) == [1, 2, 3, 4, 5]
-
-
-def test_read_outbox_oldest_first_and_leaves_records_in_place():
-    async def main():
-        s = MemoryStore()
-        await s.append("telemetry", {"temp_c": 20.5}, now_ms=100)
-        await s.append("event", {"door": "open"}, now_ms=150)
-        await s.append("result", {"cmd": 7, "ok": True}, now_ms=200)
-        first = await s.read_outbox(2)
-        again = await s.read_outbox(10)
-        none = await s.read_outbox(0)
-        return first, again, none
-
-    first, again, none = _do(main())
-    assert [r.seq for r in first] == [1, 2]
-    assert first[0] == Record(1, "telemetry", 100, {"temp_c": 20.5}, _size({"temp_c": 20.5}))
-    assert first[1].lane == "event" and first[1].payload == {"door": "open"} and first[1].created_ms == 150
-    assert [r.seq for r in again] == [1, 2, 3]
-    assert again[2].payload == {"cmd": 7, "ok": True}
-    assert none == []
-
-
-def test_ack_removes_up_to_seq_and_counts():
-    async def main():
-        s = MemoryStore()
-        for i in range(5):
-            await s.append("telemetry", {"i": i})
-        removed = await s.ack(3)
-        left = [r.seq for r in await s.read_outbox(10)]
-        again = await s.ack(3)  # acking twice is harmless
-        below = await s.ack(0)
-        return removed, left, again, below, s.counters
-
-    removed, left, again, below, counters = _do(main())
-    assert removed == 3
-    assert left == [4, 5]
-    assert again == 0 and below == 0
-    assert counters["appended"] == 5
-    assert counters["acked"] == 3
-
-
-def test_depth_counts_records_and_payload_bytes():
-    async def main():
-        s = MemoryStore()
-        payloads = [{"temp_c": 21.25}, {"alarm": "smoke", "zone": 2}, {"x": "é"}]
-        await s.append("telemetry", payloads[0])
-        await s.append("event", payloads[1])
-        await s.append("event", payloads[2])
-        full = s.depth()
-        await s.ack(1)
-        return payloads, full, s.depth(), await s.read_outbox(5)
-
-    payloads, full, after, records = _do(main())
-    total = _size(payloads[0]) + _size(payloads[1]) + len('{"x":"é"}'.encode())
-    assert full == (3, total)
-    assert after == (2, total - _size(payloads[0]))
-    assert records[1].size == 10  # UTF-8 bytes (é is 2), not escaped, on both interpreters
-    assert after[1] == sum(r.size for r in records)
-
-
-def test_budget_drops_oldest_telemetry_only():
-    async def main():
-        payload = {"v": 1000}  # 10 bytes each
-        s = MemoryStore(budget_bytes=50)
-        await s.append("telemetry", payload)  # 1
-        await s.append("event", payload)  # 2
-        await s.append("telemetry", payload)  # 3
-        await s.append("telemetry", payload)  # 4
-        await s.append("result", payload)  # 5: exactly full
-        assert s.depth() == (5, 50)
-        await s.append("event", payload)  # 6: drops telemetry 1
-        await s.append("telemetry", payload)  # 7: drops telemetry 3
-        left = [(r.seq, r.lane) for r in await s.read_outbox(10)]
-        return left, s.depth(), s.counters, s.dropped_ranges
-
-    left, depth, counters, ranges = _do(main())
-    assert left == [(2, "event"), (4, "telemetry"), (5, "result"), (6, "event"), (7, "telemetry")]
-    assert depth == (5, 50)
-    assert counters["dropped"] == 2
-    assert counters["full_rejections"] == 0
-    # 2 (event) between the two drops is still held, so one exact range covers both
-    assert ranges == [[1, 3]]
-
-
-def test_dropped_ranges_split_when_a_gap_was_delivered():
-    async def main():
-        payload = {"v": 1000}
-        s = MemoryStore(budget_bytes=30)
-        await s.append("telemetry", payload)  # 1
-        await s.append("event", payload)  # 2
-        await s.append("telemetry", payload)  # 3
-        await s.append("telemetry", payload)  # 4: drops 1
-        await s.ack(2)  # event 2 delivered
-        await s.append("telemetry", payload)  # 5
-        await s.append("telemetry", payload)  # 6: drops 3
-        return s.dropped_ranges
-
-    assert _do(main()) == [[1, 1], [3, 3]]
-
-
-def test_dropped_ranges_stay_bounded():
-    async def main():
-        s = MemoryStore(budget_bytes=20)
-        payload = {"v": 1000}
-        for _ in range(100):
-            await s.append("telemetry", payload)
-            await s.append("event", payload)
-            await s.ack(10**9)  # deliver everything: no range can merge
-        for _ in range(3 * MAX_DROPPED_RANGES):
-            await s.ack(10**9)
-            await s.append("telemetry", payload)
-            await s.append("event", payload)
-            await s.append("telemetry", payload)  # drops the first telemetry
-        return s.dropped_ranges, s.counters["dropped"]
-
-    ranges, dropped = _do(main())
-    assert dropped == 3 * MAX_DROPPED_RANGES
-    assert len(ranges) == MAX_DROPPED_RANGES
-    for i in range(1, len(ranges)):
-        assert ranges[i - 1][1] < ranges[i][0]
-
-
-def test_small_chunks_keep_order_through_drops_and_acks():
-    async def main():
-        # 3 records per chunk: drops and acks cut into and empty chunks
-        s = MemoryStore(budget_bytes=100, chunk_bytes=3 * (21 + 10))
-        lanes = ["telemetry", "event", "telemetry", "result", "telemetry", "telemetry", "event", "telemetry"]
-        for i in range(len(lanes)):
-            await s.append(lanes[i], {"v": 1000 + i})  # 10 bytes each
-        after_drops = [(r.seq, r.payload["v"]) for r in await s.read_outbox(20)]
-        acked = await s.ack(4)
-        await s.append("event", {"v": 2000})
-        final = [r.seq for r in await s.read_outbox(20)]
-        return after_drops, acked, final, s.depth(), s.dropped_ranges
-
-    after_drops, acked, final, depth, ranges = _do(main())
-    # 9 x 10 bytes fit the 100-byte budget: nothing is dropped
-    assert after_drops == [(i + 1, 1000 + i) for i in range(8)]
-    assert acked == 4
-    assert final == [5, 6, 7, 8, 9]
-    assert depth == (5, 50)
-    assert ranges == []
-
-
-def test_small_chunks_drop_from_the_middle():
-    async def main():
-        s = MemoryStore(budget_bytes=60, chunk_bytes=2 * (21 + 10))
-        for lane in ("event", "telemetry", "event", "telemetry", "event", "telemetry"):
-            await s.append(lane, {"v": 1000})
-        await s.append("event", {"v": 1001})  # drops seq 2 (2nd record of chunk 1)
-        await s.append("event", {"v": 1002})  # drops seq 4 (2nd record of chunk 2)
-        return [(r.seq, r.lane) for r in await s.read_outbox(20)], s.depth(), s.dropped_ranges
-
-    records, depth, ranges = _do(main())
-    assert records == [(1, "event"), (3, "event"), (5, "event"), (6, "telemetry"), (7, "event"), (8, "event")]
-    assert depth == (6, 60)
-    assert ranges == [[2, 4]]
-
-
-def test_store_full_when_only_events_remain():
-    async def main():
-        payload = {"v": 1000}
-        s = MemoryStore(budget_bytes=30)
-        await s.append("event", payload)
-        await s.append("result", payload)
-        await s.append("telemetry", payload)
-        await s.append("event", payload)  # drops the telemetry
-        try:
-            await s.append("event", payload)
-        except StoreFullError as exc:
-            err = exc
-        else:
-            err = None
-        try:
-            await s.append("telemetry", payload)
-        except StoreFullError:
-            tele_refused = True
-        else:
-            tele_refused = False
-        return err, tele_refused, s.depth(), s.counters, [r.seq for r in await s.read_outbox(10)]
-
-    err, tele_refused, depth, counters, seqs = _do(main())
-    assert err is not None
-    assert "budget" in str(err)
-    assert tele_refused
-    assert depth == (3, 30)
-    assert seqs == [1, 2, 4]  # no event lost, refused appends used no seq
-    assert counters["full_rejections"] == 2
-    assert counters["dropped"] == 1
-    assert counters["appended"] == 4
-
-
-def test_no_telemetry_dropped_when_it_would_not_make_room():
-    async def main():
-        s = MemoryStore(budget_bytes=40)
-        await s.append("telemetry", {"v": 1000})  # 10 bytes
-        await s.append("event", {"v": 1000})
-        await s.append("event", {"v": 1000})
-        try:
-            await s.append("event", {"big": "x" * 20})  # needs 30 bytes, only 10 droppable
-        except StoreFullError:
-            pass
-        return s.depth(), s.counters["dropped"]
-
-    assert _do(main()) == ((3, 30), 0)
-
-
-def test_seq_continues_after_a_refused_append():
-    async def main():
-        s = MemoryStore(budget_bytes=20)
-        await s.append("event", {"v": 1000})
-        await s.append("event", {"v": 1000})
-        try:
-            await s.append("event", {"v": 1000})
-        except StoreFullError:
-            pass
-        await s.ack(2)
-        return await s.append("event", {"v": 1000})
-
-    assert _do(main()) == 3
-
-
-def test_bad_lane_and_payload_are_refused():
-    async def main():
-        s = MemoryStore()
-        errors = []
-        for lane, payload in (("metrics", {"a": 1}), ("event", [1, 2]), ("event", {"a": float("nan")})):
-            try:
-                await s.append(lane, payload)
-            except StoreError as exc:
-                errors.append(str(exc))
-        return errors, s.depth()
-
-    errors, depth = _do(main())
-    assert len(errors) == 3
-    assert "metrics" in errors[0]
-    assert "dict" in errors[1]
-    assert "JSON" in errors[2]
-    assert depth == (0, 0)
-
-
-def test_state_versions_increment_per_put():
-    async def main():
-        s = MemoryStore()
-        await s.open()
-        assert await s.get_state("setpoint_c") is None
-        a = await s.put_state("setpoint_c", 20.0, now_ms=5)
-        b = await s.put_state("setpoint_c", 21.5, origin="lan", now_ms=9)
-        c = await s.put_state("setpoint_c", 21.5, origin="cloud", now_ms=12)
-        other = await s.put_state("mode", "heat", origin="schedule")
-        got = await s.get_state("setpoint_c")
-        everything = await s.load_state()
-        await s.close()
-        return a, b, c, other, got, everything
-
-    a, b, c, other, got, everything = _do(main())
-    assert (a.version, b.version, c.version) == (1, 2, 3)
-    assert a == StateEntry("setpoint_c", 20.0, 1, "local", 5)
-    assert got == StateEntry("setpoint_c", 21.5, 3, "cloud", 12)
-    assert other.version == 1 and other.origin == "schedule"
-    assert sorted(everything) == ["mode", "setpoint_c"]
-    assert everything["setpoint_c"] == got
-
-
-def test_state_is_a_copy_and_must_be_json():
-    async def main():
-        s = MemoryStore()
-        value = {"low_c": 18, "high_c": 24}
-        await s.put_state("limits", value)
-        value["low_c"] = -40  # caller mutates its dict later
-        kept = (await s.get_state("limits")).value
-        try:
-            await s.put_state("bad", {"x": object()})
-        except StoreError:
-            bad = True
-        else:
-            bad = False
-        try:
-            await s.put_state("k", 1, origin="martian")
-        except StoreError as exc:
-            origin_err = str(exc)
-        return kept, bad, origin_err
-
-    kept, bad, origin_err = _do(main())
-    assert kept == {"low_c": 18, "high_c": 24}
-    assert bad
-    assert "martian" in origin_err
-
-
-def test_header_size_matches_its_format():
-    import struct
-
-    from device.store import memory
-
-    assert struct.calcsize(memory.RECORD_HEADER) == memory.RECORD_HEADER_SIZE
-
-
-def test_base_store_methods_are_abstract():
-    s = Store()
-    assert sorted(s.counters) == ["acked", "appended", "compacted", "corrupt_skipped", "dropped", "full_rejections"]
-    raises(NotImplementedError, s.depth)
-    raises(NotImplementedError, _do, s.append("event", {}))
-
-
-def test_open_store_builds_memory_and_refuses_the_rest():
-    s = open_store({"backend": "memory", "budget_bytes": 4096})
-    assert isinstance(s, MemoryStore)
-    assert s.budget_bytes == 4096
-    assert open_store({"backend": "memory"}).budget_bytes == 262144
-    e = raises(ConfigError, open_store, {"backend": "sqlite", "path": "/data/store.db"})
-    assert e.path == "storage.backend" and "not available yet" in e.message
-    e = raises(ConfigError, open_store, {"backend": "log"})
-    assert e.path == "storage.backend"
-    e = raises(ConfigError, open_store, {"backend": "floppy"})
-    assert "floppy" in e.message and "memory" in e.message
-    e = raises(ConfigError, open_store, {})
-    assert e.path == "storage.backend"
-    e = raises(ConfigError, open_store, {"backend": "memory", "budget_bytes": "lots"})
-    assert e.path == "storage.budget_bytes"
-    e = raises(ConfigError, open_store, {"backend": "memory", "budget_bytes": True})
-    assert e.path == "storage.budget_bytes"
-    e = raises(ConfigError, open_store, "memory")
-    assert e.path == "storage"
-
-
-def test_hundreds_of_records_fit_a_small_heap():
-    # Run under `micropython -X heapsize=128k`: the outbox must stay lean.
-    async def main():
-        s = MemoryStore(budget_bytes=12000)
-        for i in range(600):
-            lane = "event" if i % 10 == 0 else "telemetry"
-            await s.append(lane, {"temp_c": 20.0 + i / 100, "n": i}, now_ms=i * 1000)
-        batch = await s.read_outbox(50)
-        await s.ack(batch[-1].seq)
-        return s.depth(), s.counters
-
-    depth, counters = _do(main())
-    assert depth[1] <= 12000
-    assert counters["appended"] == 600
-    assert counters["dropped"] > 0
-
-
-# -- chunk layout: uniform preallocated blocks, compacted in place -------------
-
-
-def _lcg(state):
+def _lcg(state):  # type: ignore[no-untyped-def]
     # a tiny deterministic generator: the same numbers on MicroPython and CPython
     return (state * 1103515245 + 12345) & 0x7FFFFFFF
 
 
-def _check_layout(s, chunk_bytes):
+def _check_layout(s, chunk_bytes):  # type: ignore[no-untyped-def]
     """Every record whole in one chunk; chunks never resized; count bounded; totals agree."""
-    import struct
-
-    from device.store import memory
-
     chunks = s._chunks
     fills = s._fills
     assert len(chunks) == len(fills)
@@ -398,13 +36,13 @@ def _check_layout(s, chunk_bytes):
     for i in range(len(chunks)):
         cap = len(chunks[i])
         fill = fills[i]
-        assert cap == chunk_bytes or cap > chunk_bytes  # uniform, or one oversize record's own
+        assert cap >= chunk_bytes  # uniform, or one oversize record's own
         assert 0 <= fill <= cap
         assert fill > 0 or i == len(chunks) - 1  # only the last chunk may be empty
         offset = 0
         while offset < fill:
-            size = struct.unpack_from(memory.RECORD_HEADER, chunks[i], offset)[3]
-            offset += memory.RECORD_HEADER_SIZE + size
+            size = struct.unpack_from(memory.RECORD_HEADER, chunks[i], offset)[4]
+            offset += H + size
             count += 1
             payload_bytes += size
         assert offset == fill  # the last record ends exactly at the fill: none straddles
@@ -421,111 +59,292 @@ def _check_layout(s, chunk_bytes):
             assert block is not chunk  # a spare block is never also in use
 
 
+class _Model:
+    """What the outbox must hold: events and results as appended, telemetry accounted for.
+
+    Acked records leave the model at once, so a long run holds no more than the store.
+    """
+
+    def __init__(self) -> None:
+        self.others: dict = {}  # seq -> (lane, payload)
+        self.telemetry: dict = {}  # seq -> (payload, created_ms)
+
+    def appended(self, seq, lane, payload, now_ms):  # type: ignore[no-untyped-def]
+        if lane == "telemetry":
+            self.telemetry[seq] = (payload, now_ms)
+        else:
+            self.others[seq] = (lane, payload)
+
+    def removed(self, records):  # type: ignore[no-untyped-def]
+        for r in records:
+            agg = r.payload.get("agg") if r.lane == "telemetry" else None
+            if isinstance(agg, dict):
+                for seq in range(agg["first"], agg["last"] + 1):
+                    self.telemetry.pop(seq, None)
+            else:
+                self.telemetry.pop(r.seq, None)
+                self.others.pop(r.seq, None)
+
+    def check(self, records):  # type: ignore[no-untyped-def]
+        assert [(r.seq, r.lane, r.payload) for r in records if r.lane != "telemetry"] == [
+            (seq, self.others[seq][0], self.others[seq][1]) for seq in sorted(self.others)
+        ]
+        telemetry_accounted(records, self.telemetry, set())
+
+
+def test_header_size_matches_its_format():
+    assert struct.calcsize(memory.RECORD_HEADER) == H == 25
+
+
+def test_base_store_methods_are_abstract():
+    s = Store(1000)
+    assert sorted(s.counters) == sorted(COUNTER_NAMES)
+    raises(NotImplementedError, s.depth)
+    raises(NotImplementedError, _do, s.append("event", {}))
+    raises(NotImplementedError, _do, s.put_state("k", 1))  # no _save_state
+
+
+def test_every_open_is_boot_one_and_starts_empty():
+    async def main():
+        s = MemoryStore(budget_bytes=4096)
+        await s.open()
+        await s.append("event", {"n": 1})
+        await s.close()
+        await s.open()  # the same object again: still boot 1, nothing reserved twice
+        again = MemoryStore(budget_bytes=4096)
+        await again.open()
+        return s.boot_id, again.boot_id, again.depth(), again.next_seq(), await again.load_state()
+
+    assert _do(main()) == (1, 1, (0, 0), 1, {})
+
+
+def test_open_store_builds_memory_and_checks_the_config():
+    s = open_store({"backend": "memory", "budget_bytes": 4096})
+    assert isinstance(s, MemoryStore) and s.backend == "memory"
+    assert s.budget_bytes == 4096
+    assert open_store({"backend": "memory"}).budget_bytes == 262144
+    e = raises(ConfigError, open_store, {"backend": "floppy"})
+    assert "floppy" in e.message and "memory" in e.message
+    e = raises(ConfigError, open_store, {})
+    assert e.path == "storage.backend"
+    e = raises(ConfigError, open_store, {"backend": "memory", "budget_bytes": "lots"})
+    assert e.path == "storage.budget_bytes"
+    e = raises(ConfigError, open_store, {"backend": "memory", "budget_bytes": True})
+    assert e.path == "storage.budget_bytes"
+    e = raises(ConfigError, open_store, {"backend": "memory", "fsync": "yes"})
+    assert e.path == "storage.fsync"
+    e = raises(ConfigError, open_store, "memory")
+    assert e.path == "storage"
+
+
+def test_readonly_open_takes_no_writes_and_reserves_nothing():
+    async def main():
+        s = MemoryStore(budget_bytes=4096)
+        await s.open(readonly=True)
+        try:
+            await s.compact()
+        except StoreError:
+            refused = True
+        else:
+            refused = False
+        return refused, len(s._spare), s.stats()["outbox"]
+
+    refused, spare, stats = _do(main())
+    assert refused and spare == 0
+    assert stats == {"records": 0, "bytes": 0, "first_seq": None, "last_seq": None}
+
+
+def test_hundreds_of_records_fit_a_small_heap():
+    # Also run under `micropython -X heapsize=128k`: the outbox must stay lean.
+    async def main():
+        s = MemoryStore(budget_bytes=12000)
+        await s.open()
+        for i in range(600):
+            lane = "event" if i % 60 == 0 else "telemetry"
+            await s.append(lane, {"temp_c": 20.0 + i / 100, "n": i}, now_ms=i * 1000)
+        batch = await s.read_outbox(50)
+        await s.ack(batch[-1].seq)
+        return s.depth(), s.counters
+
+    depth, counters = _do(main())
+    assert depth[1] <= 12000
+    assert counters["appended"] == 600
+    assert counters["compacted"] > 0 and counters["full_rejections"] == 0
+
+
+# -- folding in place ----------------------------------------------------------
+
+
+def _fold_across_chunks(chunk_bytes):  # type: ignore[no-untyped-def]
+    async def main():
+        s = MemoryStore(budget_bytes=1000, chunk_bytes=chunk_bytes)
+        await s.open()
+        model = _Model()
+        for i in range(4):  # 212-byte records: the fourth passes the 800-byte high water
+            payload = {"note": "x" * 200, "n": i}
+            model.appended(await s.append("telemetry", payload, now_ms=i), "telemetry", payload, i)
+            _check_layout(s, chunk_bytes)
+        records = await read_all(s)
+        model.check(records)
+        return records, [len(c) for c in s._chunks], list(s._fills), s.counters["compacted"]
+
+    return _do(main())
+
+
+def test_a_run_in_one_chunk_folds_where_it_stood():
+    records, caps, fills, compacted = _fold_across_chunks(1024)
+    assert compacted == 2  # three records became one
+    assert [r.seq for r in records] == [1, 4]
+    assert records[0].payload["agg"]["n"] == 3 and records[0].created_ms == 0
+    assert caps == [1024] and fills == [2 * H + records[0].size + records[1].size]
+
+
+def test_a_run_across_chunks_folds_into_the_first_when_it_fits():
+    records, caps, fills, compacted = _fold_across_chunks(400)  # one 237-byte record per chunk
+    assert compacted == 2 and [r.seq for r in records] == [1, 4]
+    assert caps == [400, 400] and fills == [H + records[0].size, H + records[1].size]
+
+
+def test_a_run_of_oversize_records_folds_into_a_chunk_of_its_own():
+    records, caps, fills, compacted = _fold_across_chunks(100)  # every record is oversize
+    assert compacted == 2 and [r.seq for r in records] == [1, 4]
+    assert caps == [H + records[0].size, H + records[1].size] and fills == caps
+
+
+def test_folding_keeps_events_in_place_between_runs():
+    async def main():
+        chunk_bytes = 160
+        s = MemoryStore(budget_bytes=1500, chunk_bytes=chunk_bytes)
+        await s.open()
+        model = _Model()
+        for i in range(80):
+            lane = "event" if i % 9 == 4 else "telemetry"
+            payload = {"temp_c": 19 + i % 7, "mode": "heat", "i": i} if lane == "telemetry" else {"door": i}
+            model.appended(await s.append(lane, payload, now_ms=i), lane, payload, i)
+            _check_layout(s, chunk_bytes)
+            if i % 30 == 29:
+                events = [r for r in await read_all(s) if r.lane == "event"]
+                await s.ack_seqs([r.seq for r in events[:2]])
+                model.removed(events[:2])
+                _check_layout(s, chunk_bytes)
+            model.check(await read_all(s))
+        return s.counters
+
+    counters = _do(main())
+    assert counters["compacted"] > 30 and counters["full_rejections"] == 0
+
+
+# -- chunk layout: uniform preallocated blocks, compacted in place -------------
+
+
+def test_small_chunks_keep_order_through_acks():
+    async def main():
+        # 3 records per chunk: acks cut into and empty chunks
+        s = MemoryStore(budget_bytes=1000, chunk_bytes=3 * (H + 10))
+        lanes = ["telemetry", "event", "telemetry", "result", "telemetry", "telemetry", "event", "telemetry"]
+        for i in range(len(lanes)):
+            await s.append(lanes[i], {"v": 1000 + i})  # 10 bytes each
+        acked = await s.ack(4)
+        gone = await s.ack_seqs([6, 7])
+        await s.append("event", {"v": 2000})
+        _check_layout(s, 3 * (H + 10))
+        return acked, gone, [r.seq for r in await read_all(s)], s.depth(), s.seq_range()
+
+    acked, gone, seqs, depth, span = _do(main())
+    assert (acked, gone) == (4, 2)
+    assert seqs == [5, 8, 9] and depth == (3, 30) and span == (5, 9)
+
+
 def test_events_among_telemetry_keep_chunk_count_bounded():
     async def main():
-        chunk_bytes = 4 * (21 + 10)
-        s = MemoryStore(budget_bytes=600, chunk_bytes=chunk_bytes)
+        chunk_bytes = 4 * (H + 10)
+        s = MemoryStore(budget_bytes=3000, chunk_bytes=chunk_bytes)
         most = 0
         for i in range(1500):
-            # events at irregular spacing, so drops leave them scattered across chunks
-            lane = "event" if i % 7 == 0 or i % 11 == 0 else "telemetry"
-            await s.append(lane, {"v": 1000 + i % 9000})
-            _check_layout(s, chunk_bytes)
+            # events at irregular spacing, so folds leave them scattered across chunks
+            lane = "event" if i % 13 == 0 or i % 17 == 0 else "telemetry"
+            payload = {"v": 1000 + i % 9000} if lane == "event" else {"v": i, "note": "steady-state"}
+            await s.append(lane, payload)
+            _check_layout(s, chunk_bytes)  # chunks never more than 2 * live bytes / chunk + 2
             most = max(most, len(s._chunks))
             if i % 50 == 49:
-                # deliver the oldest events only, keeping 20 spread among the telemetry
-                events = [r.seq for r in await s.read_outbox(1000) if r.lane == "event"]
-                if len(events) > 20:
-                    await s.ack(events[-21])
+                # deliver the oldest events only, keeping 10 spread among the telemetry
+                events = [r.seq for r in await read_all(s) if r.lane == "event"]
+                if len(events) > 10:
+                    await s.ack_seqs(events[:-10])
                     _check_layout(s, chunk_bytes)
         return s.counters, most, s.depth()
 
     counters, most, depth = _do(main())
-    assert counters["dropped"] > 1000
-    assert depth[1] <= 600
-    # 600 payload bytes in 10-byte records is 60 records of 31 bytes: under 16 chunks of 124
-    assert most <= 2 * 60 * 31 // (4 * 31) + 2
+    assert counters["compacted"] > 500 and counters["full_rejections"] == 0
+    assert depth[1] <= 3000
+    assert most <= 2 * (3000 + 300 * H) // (4 * (H + 10)) + 2  # at most 300 records of 10+ bytes
 
 
-def test_records_stay_whole_and_intact_through_drops_and_acks():
+def test_records_stay_whole_and_intact_through_folds_and_acks():
     async def main():
         chunk_bytes = 100
-        s = MemoryStore(budget_bytes=700, chunk_bytes=chunk_bytes)
-        model = []  # (seq, lane, payload) still held, as the contract says they must be
+        s = MemoryStore(budget_bytes=1500, chunk_bytes=chunk_bytes)
+        model = _Model()
         rand = 7
         for i in range(800):
             rand = _lcg(rand)
-            lane = ("telemetry", "telemetry", "event", "result")[rand % 4]
+            lane = ("telemetry", "telemetry", "telemetry", "event", "result")[rand % 5]
             payload = {"i": i, "pad": "x" * (rand % 40)}  # 17..60 bytes: records of varied length
-            size = _size(payload)
-            over = sum(_size(p) for _, _, p in model) + size - 700
-            if over > sum(_size(p) for _, ln, p in model if ln == "telemetry"):
-                try:
-                    await s.append(lane, payload, now_ms=i)
-                except StoreFullError:
-                    pass
-                else:
-                    raise AssertionError("expected StoreFullError")
-                await s.ack(model[len(model) // 2][0])
-                model = model[len(model) // 2 + 1 :]
+            try:
+                seq = await s.append(lane, payload, now_ms=i)
+            except StoreFullError:
+                assert s.depth()[1] + payload_size(payload) > 1500  # refused only when it did not fit
+                batch = await s.read_outbox(len(model.others) // 2 + 1)
+                await s.ack(batch[-1].seq)
+                model.removed(batch)
                 continue
-            j = 0
-            while over > 0:
-                if model[j][1] == "telemetry":
-                    over -= _size(model[j][2])
-                    del model[j]
-                else:
-                    j += 1
-            seq = await s.append(lane, payload, now_ms=i)
-            model.append((seq, lane, payload))
+            model.appended(seq, lane, payload, i)
             _check_layout(s, chunk_bytes)
             if rand % 13 == 0:
-                upto = model[len(model) // 3][0]
+                records = await read_all(s)
+                upto = records[len(records) // 3].seq
                 await s.ack(upto)
-                model = [m for m in model if m[0] > upto]
+                model.removed([r for r in records if r.seq <= upto])
                 _check_layout(s, chunk_bytes)
             if i % 50 == 0:
-                got = [(r.seq, r.lane, r.payload) for r in await s.read_outbox(1000)]
-                assert got == model
-        got = [(r.seq, r.lane, r.payload, r.created_ms) for r in await s.read_outbox(1000)]
-        return got, model, s.counters
+                model.check(await read_all(s))
+        model.check(await read_all(s))
+        return s.counters
 
-    got, model, counters = _do(main())
-    assert [g[:3] for g in got] == model
-    assert [g[3] for g in got] == [g[2]["i"] for g in got]  # created_ms kept with each record
-    assert counters["dropped"] > 0 and counters["acked"] > 0
+    counters = _do(main())
+    assert counters["compacted"] > 0 and counters["acked"] > 0
 
 
 def test_oversize_record_gets_its_own_exact_chunk():
     async def main():
-        chunk_bytes = 64
+        chunk_bytes = 80
         s = MemoryStore(budget_bytes=1000, chunk_bytes=chunk_bytes)
-        small = {"v": 1000}  # 31-byte records: two per chunk
+        small = {"v": 1000}  # 35-byte records: two per chunk
         big = {"blob": "y" * 200}
         await s.append("telemetry", small)  # 1
         await s.append("event", big)  # 2: its own chunk
-        big_chunk = s._chunks[-1]
         await s.append("telemetry", small)  # 3: a fresh chunk after it
         _check_layout(s, chunk_bytes)
         shapes = ([len(c) for c in s._chunks], list(s._fills))
-        read = await s.read_outbox(10)
+        read = await read_all(s)
         await s.ack(1)
         after_ack = ([len(c) for c in s._chunks], list(s._fills))
         await s.ack(2)  # the oversize chunk empties and goes
-        after_big = ([len(c) for c in s._chunks], list(s._fills), big_chunk in s._chunks)
+        after_big = ([len(c) for c in s._chunks], list(s._fills))
         await s.ack(3)
         await s.append("event", big)  # the empty last chunk is too small: replaced
         replaced = ([len(c) for c in s._chunks], list(s._fills))
         _check_layout(s, chunk_bytes)
-        return shapes, read, after_ack, after_big, replaced, _size(big)
+        return shapes, read, after_ack, after_big, replaced, payload_size(big)
 
     shapes, read, after_ack, after_big, replaced, big_size = _do(main())
-    record = 21 + big_size
-    assert shapes == ([64, record, 64], [31, record, 31])
+    record = H + big_size
+    assert shapes == ([80, record, 80], [35, record, 35])
     assert [r.seq for r in read] == [1, 2, 3]
     assert read[1].payload == {"blob": "y" * 200} and read[1].size == big_size
-    assert after_ack == ([record, 64], [record, 31])
-    assert after_big == ([64], [31], False)
+    assert after_ack == ([record, 80], [record, 35])
+    assert after_big == ([80], [35])
     assert replaced == ([record], [record])
 
 
@@ -549,7 +368,7 @@ def test_long_churn_stays_consistent():
             if i % 500 == 0:
                 _check_layout(s, 1024)
         _check_layout(s, 1024)
-        return s, await s.read_outbox(10**6), refused
+        return s, await read_all(s), refused
 
     s, records, refused = _do(main())
     count, payload_bytes = s.depth()
@@ -558,9 +377,10 @@ def test_long_churn_stays_consistent():
     for i in range(1, len(records)):
         assert records[i - 1].seq < records[i].seq
     c = s.counters
+    assert refused == c["full_rejections"]
     assert c["appended"] == 5000 - refused
-    assert c["appended"] == c["acked"] + c["dropped"] + count
-    assert len(s._chunks) <= 2 * 4096 // 1024 + 2 + 4096 // 1024  # well under: headers are ~2 KB more at most
+    assert c["appended"] == c["acked"] + c["compacted"] + count
+    assert len(s._chunks) <= 2 * 4096 // 1024 + 2 + 4096 // 1024  # well under: headers are ~3 KB more at most
 
 
 def test_open_reserves_blocks_and_churn_recycles_them():
@@ -585,10 +405,11 @@ def test_open_reserves_blocks_and_churn_recycles_them():
                     known = known or chunk is block
                 strangers += 0 if known else 1
         _check_layout(s, 1024)
-        return len(reserved), again, strangers, len(s._chunks) + len(s._spare)
+        return len(reserved), again, strangers, len(s._chunks) + len(s._spare), s.counters["compacted"]
 
-    reserved, again, strangers, blocks = _do(main())
+    reserved, again, strangers, blocks, compacted = _do(main())
     assert reserved == (4096 + 1024) // 1024 + 2
     assert again == reserved
+    assert compacted > 0
     assert strangers == 0  # every chunk came from the reserve: no allocation after open
     assert blocks == reserved

@@ -50,7 +50,7 @@ def test_setpoint_of_500_from_state_is_clamped_and_reported_once():
     device, env, _ = make_device(apps_edit=lambda s: s.update(default_schedule=[]))
 
     async def poison():  # type: ignore[no-untyped-def]
-        await env.store.put_state(app_mod.KEY_SETPOINT, 500, "cloud", env.clock.now_ms())
+        await env.store.put_state(app_mod.KEY_SETPOINT, 500, "cloud", env.clock.wall_ms())
         await env.clock.advance(10 * MIN)
 
     app = run(device, env, MIN, poison)
@@ -66,7 +66,7 @@ def test_garbage_mode_falls_back_to_default_and_keeps_controlling():
     device, env, _ = make_device()
 
     async def poison():  # type: ignore[no-untyped-def]
-        await env.store.put_state(app_mod.KEY_MODE, {"not": "a mode"}, "lan", env.clock.now_ms())
+        await env.store.put_state(app_mod.KEY_MODE, {"not": "a mode"}, "lan", env.clock.wall_ms())
         await env.clock.advance(MIN)
 
     app = run(device, env, MIN, poison)
@@ -82,7 +82,7 @@ def test_schedule_applies_at_its_boundary_and_a_manual_change_holds_until_the_ne
         assert device.apps[0].targets.setpoint_c == 18.0
         await env.clock.advance(7 * HOUR)  # 07:00: the 06:30 entry applied
         assert device.apps[0].targets.setpoint_c == 21.0
-        await env.store.put_state(app_mod.KEY_SETPOINT, 23.0, "lan", env.clock.now_ms())
+        await env.store.put_state(app_mod.KEY_SETPOINT, 23.0, "lan", env.clock.wall_ms())
         await env.clock.advance(HOUR)  # 08:00: the owner's 23.0 holds
         assert device.apps[0].targets.setpoint_c == 23.0
         await env.clock.advance(15 * HOUR)  # 23:00: 22:30 entry replaced it
@@ -102,7 +102,7 @@ def test_a_bad_schedule_in_state_is_rejected_and_reported():
     device, env, _ = make_device()
 
     async def poison():  # type: ignore[no-untyped-def]
-        await env.store.put_state(app_mod.KEY_SCHEDULE, [{"at": "99:99", "setpoint_c": 20}], "cloud", 0)
+        await env.store.put_state(app_mod.KEY_SCHEDULE, [{"at": "99:99", "setpoint_c": 20}], "cloud")
         await env.clock.advance(MIN)
 
     app = run(device, env, 1000, poison)
@@ -167,4 +167,4 @@ def test_full_store_never_stops_control():
     assert app.ticks == 30 * 60 + 2
     assert app.store_errors > 0
     assert device.supervisor.crash_total == 0
-    assert app.summary(env.clock.now_ms())["min_off_violations"] == 0
+    assert app.summary(env.clock.wall_ms())["min_off_violations"] == 0

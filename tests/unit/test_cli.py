@@ -141,11 +141,11 @@ def test_setpoint_of_500_in_a_board_file_is_refused(capsys: pytest.CaptureFixtur
     assert "apps.thermostat.default_setpoint_c: must be <= 32" in err
 
 
-def test_bench_list_names_boot_and_tick(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_list_names_every_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "bench", "--list")
     assert code == 0
     names = [line.split()[0] for line in out.splitlines()]
-    assert names == ["boot", "tick"]
+    assert names == ["boot", "flash-wear", "outbox-ack", "outbox-append", "tick"]
 
 
 def test_bench_boot_json_has_figures_and_a_null_ratio(capsys: pytest.CaptureFixture[str]) -> None:

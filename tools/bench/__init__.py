@@ -1,6 +1,7 @@
 """Benchmarks: ``brickproof bench --list`` / ``brickproof bench NAME [--json]``.
 
-Each benchmark module has ``NAME``, ``SUMMARY`` and ``run(runs) -> Result``.
+Each benchmark module has ``NAME``, ``SUMMARY`` and ``run(runs) -> Result``
+(a module holding several names them ``"module:ATTR"``, an object with the same three).
 A result is ``{"name", "figures": {...}, "ratio"}`` where ``ratio`` compares
 the project against the raw library doing the same work in the same run, or
 is None when no such baseline exists. Figures are printed, never asserted:
@@ -15,10 +16,13 @@ import json
 import sys
 from typing import Any
 
-# name -> module under tools.bench; imported only when run.
+# name -> module under tools.bench (or "module:ATTR"); imported only when run.
 BENCHMARKS = {
     "boot": "tools.bench.boot",
     "tick": "tools.bench.tick",
+    "outbox-append": "tools.bench.outbox:APPEND",
+    "outbox-ack": "tools.bench.outbox:ACK",
+    "flash-wear": "tools.bench.flash_wear",
 }
 
 
@@ -32,7 +36,9 @@ def add_parser(sub: Any) -> None:
 
 
 def load(name: str) -> Any:
-    return importlib.import_module(BENCHMARKS[name])
+    module, _, attr = BENCHMARKS[name].partition(":")
+    loaded = importlib.import_module(module)
+    return getattr(loaded, attr) if attr else loaded
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -40,7 +46,7 @@ def handle(args: argparse.Namespace) -> int:
 
     if args.list:
         for name in sorted(BENCHMARKS):
-            print(f"{name:8} {load(name).SUMMARY}")
+            print(f"{name:14} {load(name).SUMMARY}")
         return 0
     if not args.name:
         raise UsageError("bench: name a benchmark (see --list)")

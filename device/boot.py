@@ -49,7 +49,10 @@ def build_env(board: dict, speed: float = 0.0) -> tuple:
     if world is not None:
         # Simulated time waits for the store's real I/O (see VirtualClock.busy).
         clock.busy = getattr(store, "busy", None)  # type: ignore[union-attr]
-    return Env(clock, store, hw, rand, board), world
+    # The running device keeps only what later tasks read of the board (its name and link),
+    # not the whole validated profile: a few KB a 128 KiB heap needs.
+    kept = {"name": board["name"], "link": board["link"]}
+    return Env(clock, store, hw, rand, kept), world
 
 
 class Device:
@@ -139,6 +142,7 @@ async def run_offline(
     ``on_boot(device)`` once the device has started (apps set up, tasks running).
     """
     env, world = build_env(board, speed)
+    del board  # see build_env: the profile is not kept while the device runs
     device = Device(env, app_settings, world)
     comfort = ComfortMeter()
     clock = env.clock

@@ -134,17 +134,17 @@ def main(argv: list) -> int:
             )
         )
 
-    summary = asyncio.run(
-        run_offline(
-            board,
-            app_settings,
-            int(opts["for_s"] * 1000),
-            opts["speed"],
-            on_status,
-            int(opts["status_s"] * 1000),
-            on_boot,
-        )
+    run = run_offline(
+        board,
+        app_settings,
+        int(opts["for_s"] * 1000),
+        opts["speed"],
+        on_status,
+        int(opts["status_s"] * 1000),
+        on_boot,
     )
+    del board  # run_offline drops its own reference after boot
+    summary = asyncio.run(run)
     if latencies is not None:
         latencies.sort()
         summary["tick_us_p50"] = _percentile(latencies, 0.5)

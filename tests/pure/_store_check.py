@@ -18,6 +18,18 @@ async def read_all(store) -> list:  # type: ignore[no-untyped-def]
     return await store.read_outbox(10**6)
 
 
+def forget_removed(records: list, telemetry: dict, others: dict) -> None:
+    """Drop from a test's model what acked ``records`` stood for (every seq an aggregate covers)."""
+    for r in records:
+        agg = r.payload.get("agg") if r.lane == "telemetry" else None
+        if isinstance(agg, dict):
+            for seq in range(agg["first"], agg["last"] + 1):
+                telemetry.pop(seq, None)
+        else:
+            telemetry.pop(r.seq, None)
+            others.pop(r.seq, None)
+
+
 def _as_is(value):  # type: ignore[no-untyped-def]
     return value
 

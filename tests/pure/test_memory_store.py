@@ -11,7 +11,7 @@ from device.store import memory, open_store
 from device.store.base import COUNTER_NAMES, Store
 from device.store.memory import MemoryStore
 from tests.pure._check import raises
-from tests.pure._store_check import payload_size, read_all, telemetry_accounted
+from tests.pure._store_check import forget_removed, payload_size, read_all, telemetry_accounted
 
 H = memory.RECORD_HEADER_SIZE
 
@@ -76,14 +76,7 @@ class _Model:
             self.others[seq] = (lane, payload)
 
     def removed(self, records):  # type: ignore[no-untyped-def]
-        for r in records:
-            agg = r.payload.get("agg") if r.lane == "telemetry" else None
-            if isinstance(agg, dict):
-                for seq in range(agg["first"], agg["last"] + 1):
-                    self.telemetry.pop(seq, None)
-            else:
-                self.telemetry.pop(r.seq, None)
-                self.others.pop(r.seq, None)
+        forget_removed(records, self.telemetry, self.others)
 
     def check(self, records):  # type: ignore[no-untyped-def]
         assert [(r.seq, r.lane, r.payload) for r in records if r.lane != "telemetry"] == [

@@ -25,7 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from device.errors import StoreFullError
 from device.store import open_store
 from device.store.base import ORIGINS, Store
-from tests.pure._store_check import payload_size, telemetry_accounted
+from tests.pure._store_check import forget_removed, payload_size, telemetry_accounted
 
 # Text a store can hold: UTF-8 has no lone surrogates.
 texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)
@@ -94,14 +94,7 @@ class StoreMachine(RuleBasedStateMachine):
         return list(self.run(self.store.read_outbox(10**6)))
 
     def removed(self, records: list[Any]) -> None:
-        for r in records:
-            agg = r.payload.get("agg") if r.lane == "telemetry" else None
-            if isinstance(agg, dict):
-                for seq in range(agg["first"], agg["last"] + 1):
-                    self.telemetry.pop(seq, None)
-            else:
-                self.telemetry.pop(r.seq, None)
-                self.others.pop(r.seq, None)
+        forget_removed(records, self.telemetry, self.others)
 
     def teardown(self) -> None:
         try:

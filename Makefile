@@ -30,11 +30,13 @@ help:
 	@sed -n '1,8p' Makefile
 
 # ------------------------------------------------------------------ system packages
-# System (apt) packages the tests need go here, each installed only when missing.
-# A later issue adds Mosquitto for the integration layer, e.g.:
-#   command -v mosquitto >/dev/null || { apt-get update && apt-get install -y mosquitto; }
+# System (apt) packages the tests need, each installed only when missing:
+# mosquitto, the real broker of the integration layer (tests start their own).
 system-deps:
-	@true
+	@if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then \
+		echo "make: installing mosquitto (apt-get)"; \
+		apt-get update -q && apt-get install -y -q mosquitto; \
+	fi
 
 # ------------------------------------------------------------------ venv
 venv: system-deps

@@ -62,18 +62,89 @@ _ENDPOINT = {
     "fields": {
         "name": {"type": "str", "required": True},
         "role": {"type": "str", "choices": list(ENDPOINT_ROLES), "default": "primary"},
-        "host": {"type": "str", "required": True},
+        "host": {"type": "str", "required": True, "doc": "DNS name (kept for TLS SNI and checks) or an IP"},
         "port": {"type": "int", "min": 1, "max": 65535, "default": 8883},
         "tls": {"type": "bool", "default": True},
+        "addresses": {
+            "type": "list",
+            "items": {"type": "str"},
+            "default": [],
+            "doc": "seed addresses used until DNS has answered once (then the last-known-good set)",
+        },
     },
 }
 
-_LINK = {
+_LINK_TLS = {
+    "type": "dict",
+    "default": {},
+    "fields": {
+        "ca": {"type": "str", "nullable": True, "default": None, "doc": "CA certificate (PEM) for the broker"},
+        "cert": {"type": "str", "nullable": True, "default": None, "doc": "device certificate (PEM), mutual TLS"},
+        "key": {"type": "str", "nullable": True, "default": None, "doc": "device private key (PEM)"},
+    },
+}
+
+LINK_SPEC = {
     "type": "dict",
     "default": {},
     "fields": {
         "endpoints": {"type": "list", "items": _ENDPOINT, "default": []},
-        "client_id": {"type": "str", "nullable": True, "default": None},
+        "client_id": {"type": "str", "nullable": True, "default": None, "doc": "device id; default: the board name"},
+        "client": {
+            "type": "str",
+            "choices": ["auto", "paho", "portable"],
+            "default": "auto",
+            "doc": "auto: paho on CPython, the portable client on MicroPython",
+        },
+        "tls": _LINK_TLS,
+        "keepalive_s": {"type": "int", "min": 5, "max": 3600, "default": 60},
+        "connect_timeout_ms": {"type": "int", "min": 100, "max": 120000, "default": 10000},
+        "window": {"type": "int", "min": 1, "max": 1000, "default": 20, "doc": "QoS 1 publishes in flight"},
+        "queue_len": {"type": "int", "min": 1, "max": 1000, "default": 32, "doc": "incoming messages held"},
+        "dns_servers": {
+            "type": "list",
+            "items": {"type": "str"},
+            "default": [],
+            "doc": "UDP resolvers (ip or ip:port); empty: the system resolver (CPython only)",
+        },
+        "dns_budget_ms": {"type": "int", "min": 50, "max": 60000, "default": 3000},
+        "backoff_base_ms": {"type": "int", "min": 1, "max": 600000, "default": 1000},
+        "backoff_cap_ms": {"type": "int", "min": 1, "max": 3600000, "default": 300000},
+        "healthy_ms": {
+            "type": "int",
+            "min": 0,
+            "max": 3600000,
+            "default": 60000,
+            "doc": "a connection must last this long before backoff resets",
+        },
+        "long_outage_ms": {
+            "type": "int",
+            "min": 0,
+            "max": 10**9,
+            "default": 600000,
+            "doc": "after an outage this long, reconnect after a per-device spread",
+        },
+        "spread_ms": {
+            "type": "int",
+            "min": 0,
+            "max": 3600000,
+            "default": 30000,
+            "doc": "the per-device spread (hash of the device id) after a long outage",
+        },
+        "ack_timeout_ms": {
+            "type": "int",
+            "min": 100,
+            "max": 3600000,
+            "default": 30000,
+            "doc": "no PUBACK this long with records in flight: drop the connection and resend",
+        },
+        "drain_per_s": {
+            "type": "int",
+            "min": 0,
+            "max": 10**6,
+            "default": 5000,
+            "doc": "outbox records per second after an outage; 0: unlimited",
+        },
     },
 }
 
@@ -138,7 +209,7 @@ BOARD_SPEC = {
         "heap_budget_bytes": {"type": "int", "min": 1024, "nullable": True, "default": None},
         "hw": {"type": "dict", "values": _HW_PART, "default": {}},
         "apps": {"type": "dict", "values": {"type": "dict"}, "default": {}, "doc": "each app checks its own"},
-        "link": _LINK,
+        "link": LINK_SPEC,
         "sim": _SIM,
     },
 }

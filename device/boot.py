@@ -27,8 +27,11 @@ def _app_class(name: str):  # type: ignore[no-untyped-def]
     raise ConfigError("app", "unknown app %r" % (name,))
 
 
-def build_env(board: dict, speed: float = 0.0) -> tuple:
-    """Return ``(env, world)``; ``world`` is the simulation or None on real hardware."""
+def build_env(board: dict, speed: float = 0.0, with_link: bool = False) -> tuple:
+    """Return ``(env, world)``; ``world`` is the simulation or None on real hardware.
+
+    ``with_link``: keep the board's ``link`` section for ``Device.attach_link``.
+    """
     from hw.build import build_hw
 
     sim_cfg = board.get("sim")
@@ -49,9 +52,11 @@ def build_env(board: dict, speed: float = 0.0) -> tuple:
     if world is not None:
         # Simulated time waits for the store's real I/O (see VirtualClock.busy).
         clock.busy = getattr(store, "busy", None)  # type: ignore[union-attr]
-    # The running device keeps only what later tasks read of the board (its name and link),
-    # not the whole validated profile: a few KB a 128 KiB heap needs.
-    kept = {"name": board["name"], "link": board["link"]}
+    # The running device keeps only what later tasks read of the board (its name, and its link
+    # when it will connect), not the whole validated profile: a few KB a 128 KiB heap needs.
+    kept = {"name": board["name"]}
+    if with_link:
+        kept["link"] = board["link"]
     return Env(clock, store, hw, rand, kept), world
 
 
@@ -65,6 +70,18 @@ class Device:
         self.apps: list = [_app_class(name)(env, app_settings[name]) for name in sorted(app_settings)]
         self.supervisor = Supervisor(env.clock, report=self._report_event)
         self.boot_ms = env.clock.now_ms()
+        self.link = None
+        self.sync = None
+
+    def attach_link(self, device_id: str) -> None:
+        """Connect to the cloud per the board's ``link`` section (call before ``start``)."""
+        from device.link.build import build_link
+
+        policies: dict = {}
+        for app in self.apps:
+            policies.update(getattr(app, "shadow_policies", {}))
+        link_cfg = self.env.board["link"]
+        self.link, self.sync = build_link(self.env, link_cfg, device_id, policies)
 
     async def _report_event(self, event: dict) -> None:
         await self.env.store.append("event", event, self.env.clock.now_ms())
@@ -75,6 +92,8 @@ class Device:
         for app in self.apps:
             await app.setup()
             self.supervisor.spawn(app.name, app.run)
+        if self.link is not None:
+            self.supervisor.spawn("link", self.link.run)
         self.supervisor.start()
 
     async def stop(self) -> None:
@@ -86,6 +105,8 @@ class Device:
         for app in self.apps:
             status[app.name] = app.status()
         status["tasks_ok"] = self.supervisor.healthy()
+        if self.link is not None:
+            status["link"] = self.link.state.state
         return status
 
     def summary(self) -> dict:
@@ -100,6 +121,9 @@ class Device:
         }
         for app in self.apps:
             summary[app.name] = app.summary(now)
+        if self.link is not None:
+            summary["link"] = self.link.stats()
+            summary["sync"] = self.sync.stats()  # type: ignore[attr-defined]
         if self.world is not None:
             summary["world"] = self.world.summary()  # type: ignore[attr-defined]
         return summary
@@ -125,7 +149,7 @@ class ComfortMeter:
         return 100.0 * self.within / self.samples if self.samples else None
 
 
-async def run_offline(
+async def run_device(
     board: dict,
     app_settings: dict,
     for_ms: int,
@@ -133,17 +157,23 @@ async def run_offline(
     on_status=None,  # type: ignore[no-untyped-def]
     status_every_ms: int = 60000,
     on_boot=None,
+    device_id: str | None = None,
 ) -> dict:
-    """Run one device with no network for ``for_ms`` of (simulated) time; return its summary.
+    """Run one device for ``for_ms`` of (simulated) time; return its summary.
+
+    With ``device_id`` the device also runs its cloud link (the board's ``link``
+    section); without, it runs with no network at all.
 
     ``app_settings`` comes from ``device.config`` (the configuration phase).
 
     ``on_status(device, status)`` is called every ``status_every_ms``;
     ``on_boot(device)`` once the device has started (apps set up, tasks running).
     """
-    env, world = build_env(board, speed)
+    env, world = build_env(board, speed, with_link=device_id is not None)
     del board  # see build_env: the profile is not kept while the device runs
     device = Device(env, app_settings, world)
+    if device_id is not None:
+        device.attach_link(device_id)
     comfort = ComfortMeter()
     clock = env.clock
 

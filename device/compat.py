@@ -85,6 +85,15 @@ async def sleep_ms(ms: int) -> None:
         await asyncio.sleep(ms / 1000)
 
 
+async def wait_for_ms(awaitable, ms: int):  # type: ignore[no-untyped-def]
+    """Await with a real-time limit; raises ``asyncio.TimeoutError`` (both interpreters)."""
+    import asyncio
+
+    if IS_MICROPYTHON:
+        return await asyncio.wait_for_ms(awaitable, ms)  # type: ignore[attr-defined]
+    return await asyncio.wait_for(awaitable, ms / 1000)
+
+
 def path_dirname(path: str) -> str:
     i = path.rfind("/")
     if i < 0:

@@ -8,6 +8,18 @@
      +-- HardwareError        a driver could not talk to its part
      |    +-- SensorError     a sensor gave no usable answer
      +-- TaskError            a supervised task failed for good
+     +-- LinkError            the cloud link failed (``cause``: a short word for receipts)
+          +-- DnsError        a name did not resolve (``kind``: nxdomain/empty/servfail/timeout/error)
+          +-- ConnectError    TCP connect failed: refused, unreachable, timed out (``errno``)
+          +-- TlsError        TLS handshake failed or the certificate did not verify
+          +-- NotOurBrokerError  the peer accepted TCP but did not speak MQTT as our broker does
+          +-- BrokerRefusedError CONNACK with a non-zero return code (``code``)
+          +-- ProtocolError   a malformed or unexpected packet from the peer
+          +-- LinkClosedError the connection is gone (reset, keepalive timeout, EOF)
+          +-- LinkBusyError   the in-flight window or a queue is full; try again later
+
+The link branch is defined in ``device/linkerrors.py``, imported only by the
+cloud link: a device running offline on a 128 KiB heap does not carry it.
 
 Standard exceptions (``OSError``, ``ValueError``) are converted at the edge
 with ``raise XError(...) from None``. ``CancelledError`` always propagates.

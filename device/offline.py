@@ -106,7 +106,7 @@ def main(argv: list) -> int:
         return 2
     config.release()
     del config
-    from device.boot import run_offline
+    from device.boot import run_device
 
     if opts["first_decision"]:
         asyncio.run(_first_decision(board, app_settings, started_ms))
@@ -134,7 +134,7 @@ def main(argv: list) -> int:
             )
         )
 
-    run = run_offline(
+    run = run_device(
         board,
         app_settings,
         int(opts["for_s"] * 1000),
@@ -143,7 +143,7 @@ def main(argv: list) -> int:
         int(opts["status_s"] * 1000),
         on_boot,
     )
-    del board  # run_offline drops its own reference after boot
+    del board  # run_device drops its own reference after boot
     summary = asyncio.run(run)
     if latencies is not None:
         latencies.sort()

@@ -23,13 +23,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from tools import bench, run, store_cmd
+    from tools import bench, provision, run, store_cmd
 
     parser = _Parser(prog="brickproof", description="Brickproof: firmware runtime that survives cloud outages.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run.add_parser(sub)
     bench.add_parser(sub)
     store_cmd.add_parser(sub)
+    provision.add_parser(sub)
     return parser
 
 

@@ -8,19 +8,21 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from device.board import load_board
-from device.boot import run_offline
+from device.boot import run_device
 from device.config import APP_NAMES, configure_apps
 from device.errors import ConfigError
+from device.link.build import parse_broker_url
 from tools.store_cmd import add_store_option, storage_config
 
 FAULT_KINDS = ("stuck", "nan", "out_of_range", "disconnected", "stuck_off", "stuck_on")
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("run", help="run one device with no network on the host (simulated time)")
+    p = sub.add_parser("run", help="run one device on the host (simulated time), offline or synced with a broker")
     p.add_argument("--board", required=True, help="board profile, e.g. boards/host_sim.json")
     p.add_argument("--app", default="thermostat", choices=APP_NAMES, help="app to run (default: thermostat)")
     p.add_argument(
@@ -51,6 +53,16 @@ def add_parser(sub: Any) -> None:
         f"(kinds: {', '.join(FAULT_KINDS)})",
     )
     add_store_option(p)
+    p.add_argument(
+        "--broker",
+        metavar="URL",
+        help="sync with this broker: mqtt://HOST:PORT or mqtts://HOST:PORT (replaces the board's endpoints)",
+    )
+    p.add_argument("--device-id", help="MQTT client and topic id (default: the board's link.client_id, else its name)")
+    p.add_argument("--ca", help="CA certificate (PEM) that signed the broker's certificate (mqtts)")
+    p.add_argument("--cert", help="device certificate (PEM) for mutual TLS")
+    p.add_argument("--key", help="device private key (PEM) for mutual TLS")
+    p.add_argument("--client", choices=("auto", "paho", "portable"), help="MQTT client (default: the board's)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no status lines, only the summary")
     p.set_defaults(handler=handle)
@@ -167,12 +179,46 @@ def format_summary(summary: dict[str, Any], app: str, real_s: float) -> list[str
         f"  outbox             {summary['outbox_records']} records, {summary['outbox_bytes']} bytes queued for the "
         f"cloud; counters {json.dumps(summary['store_counters'], sort_keys=True)}",
     ]
+    link = summary.get("link")
+    if link:
+        lines.append(
+            f"  link               {link['state']}, {link['outages']} outage(s) ended, "
+            f"{link['counters']['sessions']} session(s); causes {json.dumps(link['causes'], sort_keys=True)}"
+        )
+        sync = summary.get("sync") or {}
+        shown = {k: v for k, v in sorted(sync.items()) if isinstance(v, int)}
+        lines.append(f"  sync               {json.dumps(shown, sort_keys=True)}")
     return lines
+
+
+def _link_options(board: dict[str, Any], args: argparse.Namespace) -> str | None:
+    """Apply --broker and friends to the board's link section; return the device id, None for offline."""
+    link = board["link"]
+    if args.broker:
+        link["endpoints"] = [parse_broker_url(args.broker)]
+    for name in ("ca", "cert", "key"):
+        path = getattr(args, name)
+        if path is not None:
+            if not Path(path).is_file():
+                raise ConfigError(f"--{name}", f"no such file: {path}")
+            link["tls"][name] = path
+    if args.client:
+        link["client"] = args.client
+    if not args.broker:
+        if args.ca or args.cert or args.key or args.client or args.device_id:
+            raise ConfigError("--broker", "--ca/--cert/--key/--client/--device-id need --broker")
+        return None
+    if (args.cert is None) != (args.key is None):
+        raise ConfigError("--cert", "mutual TLS needs both --cert and --key")
+    if link["endpoints"][0]["tls"] and not link["tls"]["ca"]:
+        raise ConfigError("--ca", "mqtts:// needs --ca (the CA that signed the broker's certificate)")
+    return str(args.device_id or link["client_id"] or board["name"])
 
 
 def handle(args: argparse.Namespace) -> int:
     board = load_board(args.board)
     board["storage"] = storage_config(board, args.store)
+    device_id = _link_options(board, args)
     _add_faults(board, args.fault)
     app_settings = configure_apps(board, [args.app])
     out = sys.stdout
@@ -184,7 +230,15 @@ def handle(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     summary = asyncio.run(
-        run_offline(board, app_settings, int(args.for_s * 1000), args.speed, on_status, int(args.status_s * 1000))
+        run_device(
+            board,
+            app_settings,
+            int(args.for_s * 1000),
+            args.speed,
+            on_status,
+            int(args.status_s * 1000),
+            device_id=device_id,
+        )
     )
     real_s = time.monotonic() - started
     if args.json:

@@ -66,6 +66,17 @@ class SwitchWatch:
 
 class ThermostatApp:
     name = "thermostat"
+    # How the sync engine merges the cloud's desired state into these keys (device.core.shadow).
+    # The owner's last word wins, local or cloud, by hybrid logical clock; the applied-schedule
+    # marker is the device's own book-keeping. Safety limits are board settings, not state:
+    # nothing the cloud sends can move them.
+    shadow_policies = {
+        KEY_MODE: "latest_wins",
+        KEY_SETPOINT: "latest_wins",
+        KEY_COOL_SETPOINT: "latest_wins",
+        KEY_SCHEDULE: "latest_wins",
+        KEY_SCHEDULE_APPLIED: "device_wins",
+    }
 
     def __init__(self, env: object, settings: dict) -> None:
         self.env = env

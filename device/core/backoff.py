@@ -67,3 +67,27 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempts = 0
+
+
+def device_phase_ms(device_id: str, spread_ms: int) -> int:
+    """A stable offset in ``[0, spread_ms)`` from the device id (32-bit FNV-1a).
+
+    The same id gives the same phase on every boot and interpreter, and a
+    fleet's ids spread evenly, so devices coming back from a long outage
+    reconnect in their own slot instead of in the same second.
+    """
+    if spread_ms <= 0:
+        return 0
+    h = 0x811C9DC5
+    for byte in device_id.encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h % spread_ms
+
+
+def align_to_phase_ms(now_ms: int, delay_ms: int, phase_ms: int, spread_ms: int) -> int:
+    """The smallest delay >= ``delay_ms`` that lands on ``phase_ms`` modulo ``spread_ms``."""
+    if spread_ms <= 0:
+        return delay_ms
+    at = now_ms + delay_ms
+    wait = (phase_ms - at) % spread_ms
+    return delay_ms + wait

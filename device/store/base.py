@@ -16,7 +16,7 @@ What every backend keeps (``tests/pure/store_conformance.py`` checks it on each)
   strictly increases and is never reused, across reboots and even after every
   record was acked; it returns once the record is durable (``fsync`` boards).
   ``read_outbox`` gives the oldest records first (optionally only those after
-  a seq); ``ack(upto)`` removes every record with ``seq <= upto``;
+  a seq, and only those of some lanes); ``ack(upto)`` removes every record with ``seq <= upto``;
   ``ack_seqs`` removes the listed ones. Each record carries the ``boot`` id it
   was written in and its monotonic ``created_ms`` (wall time may be unknown).
 * **Budget and retention** (``device.store.retention``). Outbox payload bytes
@@ -97,6 +97,18 @@ def check_lane(lane: str) -> int:
         if LANES[i] == lane:
             return i
     raise StoreError("unknown outbox lane %r: use one of %s" % (lane, ", ".join(LANES)))
+
+
+def lane_mask(lanes) -> int:  # type: ignore[no-untyped-def]
+    """``read_outbox``'s ``lanes`` as a bit mask over ``LANES`` (bit i: ``LANES[i]``); None: every lane."""
+    if lanes is None:
+        return (1 << len(LANES)) - 1
+    if isinstance(lanes, str):
+        lanes = (lanes,)  # one name given bare: read it as the one lane it names
+    mask = 0
+    for lane in lanes:
+        mask |= 1 << check_lane(lane)
+    return mask
 
 
 def check_origin(origin: str) -> None:
@@ -254,8 +266,14 @@ class Store:
             """Add a record; return its seq once durable. May raise ``StoreFullError``/``StoreWriteError``."""
             return 0
 
-        async def read_outbox(self, limit: int, after_seq: int = 0) -> list:
-            """Up to ``limit`` records with ``seq > after_seq``, oldest first, left in place until acked."""
+        async def read_outbox(self, limit: int, after_seq: int = 0, lanes=None) -> list:  # type: ignore[no-untyped-def]
+            """Up to ``limit`` records with ``seq > after_seq``, oldest first, left in place until acked.
+
+            ``lanes``: a tuple or list of lane names to read (others are skipped,
+            not counted in ``limit``); None reads every lane. An unknown lane name
+            raises ``StoreError``. Backends find the first record after
+            ``after_seq`` without walking acked ones.
+            """
             return []
 
         async def ack(self, upto_seq: int) -> int:

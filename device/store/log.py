@@ -73,7 +73,7 @@ import struct
 from device.compat import IS_MICROPYTHON, monotonic_ms
 from device.errors import StoreError, StoreFullError, StoreWriteError
 from device.store import retention
-from device.store.base import LANES, Record, StateEntry, Store, check_lane, encode_json, encode_payload
+from device.store.base import LANES, Record, StateEntry, Store, check_lane, encode_json, encode_payload, lane_mask
 from device.store.logformat import ACK, DROP, REC_HEADER, REC_HEADER_SIZE, RECORD, SEGMENT_OVERHEAD, seg_name
 from device.store.logrecover import recover
 from device.store.logring import MIN_SEGMENT_BYTES, SegmentRing, ring_slots
@@ -327,13 +327,19 @@ class LogStore(Store):
                 "no telemetry left to fold); ack records or raise storage.budget_bytes" % (size, budget, index.bytes)
             )
 
-    async def read_outbox(self, limit: int, after_seq: int = 0) -> list:
+    async def read_outbox(self, limit: int, after_seq: int = 0, lanes=None) -> list:  # type: ignore[no-untyped-def]
         self._readable()
+        mask = lane_mask(lanes)
         index = self._ring.index
         out: list = []
-        i = index.find(after_seq + 1)
+        if limit <= 0 or not mask:
+            return out
+        i = index.find(after_seq + 1)  # a binary search: acked records are not walked
         try:
             while i < index.count and len(out) < limit:
+                if not mask & (1 << index.lane_at(i)):
+                    i += 1  # another lane: skipped in RAM, its bytes stay on flash
+                    continue
                 record = self._record(i)
                 if record is None:
                     self._drop_corrupt(i)

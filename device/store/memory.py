@@ -52,7 +52,16 @@ import struct
 
 from device.compat import IS_MICROPYTHON, const
 from device.errors import StoreError, StoreFullError
-from device.store.base import LANES, Record, Store, check_lane, encode_payload, high_water, low_water
+from device.store.base import (
+    LANES,
+    Record,
+    Store,
+    check_lane,
+    encode_payload,
+    high_water,
+    lane_mask,
+    low_water,
+)
 
 RECORD_HEADER = "<qBIqI"  # seq, lane index, boot, created_ms, payload size
 RECORD_HEADER_SIZE = const(25)
@@ -147,19 +156,26 @@ class MemoryStore(Store):
         self.counters["appended"] += 1
         return seq
 
-    async def read_outbox(self, limit: int, after_seq: int = 0) -> list:
+    async def read_outbox(self, limit: int, after_seq: int = 0, lanes=None) -> list:  # type: ignore[no-untyped-def]
+        mask = lane_mask(lanes)
         out: list = []
-        if limit <= 0:
+        if limit <= 0 or not mask:
             return out
         chunks = self._chunks
         fills = self._fills
+        last = len(chunks) - 1
         for index in range(len(chunks)):
+            # Skip a whole chunk when the next one starts at or before after_seq: every
+            # seq in this one is smaller. A drain reading past a long backlog walks
+            # chunk heads, not records.
+            if index < last and fills[index + 1] and struct.unpack_from("<q", chunks[index + 1], 0)[0] <= after_seq:
+                continue
             chunk = chunks[index]
             end = fills[index]
             offset = 0
             while offset < end:
-                seq, _, _, _, size = struct.unpack_from(RECORD_HEADER, chunk, offset)
-                if seq > after_seq:
+                seq, lane_index, _, _, size = struct.unpack_from(RECORD_HEADER, chunk, offset)
+                if seq > after_seq and mask & (1 << lane_index):
                     out.append(decode_record(chunk, offset))
                     if len(out) >= limit:
                         return out

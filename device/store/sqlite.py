@@ -53,7 +53,7 @@ import os
 
 from device.errors import StoreError, StoreFullError, StoreWriteError
 from device.store import retention
-from device.store.base import LANES, StateEntry, Store, check_lane
+from device.store.base import LANES, StateEntry, Store, check_lane, lane_mask
 from device.store.sqlite_db import (
     add_inbox,
     delete_seqs,
@@ -81,6 +81,7 @@ _EIO = 5  # errno values (Linux), for StoreWriteError
 _ENOSPC = 28
 _LANE_INDEX = {LANES[i]: i for i in range(len(LANES))}
 _LANE_COUNT = len(LANES)
+_ALL_LANES = (1 << _LANE_COUNT) - 1
 # What the medium or a damaged file can raise from the worker thread.
 _DB_ERRORS = (sqlite3.Error, OSError)
 
@@ -377,13 +378,20 @@ class SqliteStore(Store):
 
     # -- outbox: read and ack ----------------------------------------------------
 
-    async def read_outbox(self, limit: int, after_seq: int = 0) -> list:
+    async def read_outbox(self, limit: int, after_seq: int = 0, lanes=None) -> list:  # type: ignore[no-untyped-def]
         if self._db is None:
             raise StoreError("the sqlite store %r is not open" % self.path)
-        if limit <= 0 or self._first_seq is None:
-            return []
+        mask = lane_mask(lanes)
+        last = self._last_seq
+        if limit <= 0 or last is None or after_seq >= last:
+            return []  # nothing committed after after_seq: no thread hop
+        wanted = None
+        if mask != _ALL_LANES:
+            wanted = [lane for lane in range(_LANE_COUNT) if mask & (1 << lane) and self._lane_records[lane]]
+            if not wanted:
+                return []  # the lanes asked for hold nothing: no thread hop
         try:
-            records, damaged = await self._run(read_rows, limit, after_seq)
+            records, damaged = await self._run(read_rows, limit, after_seq, wanted)
         except _DB_ERRORS as exc:
             raise StoreError("reading the outbox of %r failed: %s" % (self.path, exc)) from None
         for seq in damaged:

@@ -46,6 +46,9 @@ _SCHEMA = (
 )
 _INSERT_ROW = "INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?)"
 _SELECT_ROWS = "SELECT seq, lane, boot, created_ms, payload, size FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?"
+_SELECT_LANE_ROWS = (
+    "SELECT seq, lane, boot, created_ms, payload, size FROM outbox WHERE seq > ? AND lane IN (%s) ORDER BY seq LIMIT ?"
+)
 _LANE_COUNT = len(LANES)
 
 
@@ -211,13 +214,24 @@ def insert_rows(db, rows: list) -> tuple:  # type: ignore[no-untyped-def]
     return seq_range(db)
 
 
-def read_rows(db, limit: int, after_seq: int) -> tuple:  # type: ignore[no-untyped-def]
-    """``(records, damaged seqs)``: up to ``limit`` good records after ``after_seq``, reading past damaged rows."""
+def read_rows(db, limit: int, after_seq: int, lanes=None) -> tuple:  # type: ignore[no-untyped-def]
+    """``(records, damaged seqs)``: up to ``limit`` good records after ``after_seq``, reading past damaged rows.
+
+    ``lanes``: lane indexes to read (None: all). The query walks the primary key
+    from ``after_seq`` on (acked rows are deleted, so none is walked) and skips
+    rows of other lanes as it goes.
+    """
     records: list = []
     damaged: list = []
+    if lanes is None:
+        sql = _SELECT_ROWS
+        extra: tuple = ()
+    else:
+        sql = _SELECT_LANE_ROWS % ",".join("?" * len(lanes))
+        extra = tuple(lanes)
     while len(records) < limit:
         want = limit - len(records)
-        rows = db.execute(_SELECT_ROWS, (after_seq, want)).fetchall()
+        rows = db.execute(sql, (after_seq,) + extra + (want,)).fetchall()
         good = len(records)
         for seq, lane, boot, created_ms, text, size in rows:
             payload = _decoded(text)

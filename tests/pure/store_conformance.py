@@ -208,6 +208,63 @@ async def check_read_outbox_oldest_first_and_after_seq(make, durable):  # type: 
         await s.close()
 
 
+async def check_read_outbox_lanes_filter(make, durable):  # type: ignore[no-untyped-def]
+    s = await make(BIG)()
+    try:
+        lanes = ["telemetry", "event", "telemetry", "result", "telemetry", "event", "telemetry", "result"]
+        seqs = []
+        for i in range(len(lanes)):
+            seqs.append(await s.append(lanes[i], {"i": i}))
+
+        def of(*wanted):  # type: ignore[no-untyped-def]
+            return [seqs[i] for i in range(len(lanes)) if lanes[i] in wanted]
+
+        assert [r.seq for r in await s.read_outbox(10, lanes=("event",))] == of("event")
+        assert [r.seq for r in await s.read_outbox(10, lanes=["result", "event"])] == of("event", "result")
+        assert [r.seq for r in await s.read_outbox(10, lanes=None)] == seqs
+        assert [r.seq for r in await s.read_outbox(10, lanes=("telemetry", "event", "result"))] == seqs
+        got = await s.read_outbox(10, lanes=("result",))
+        assert [(r.lane, r.payload) for r in got] == [("result", {"i": 3}), ("result", {"i": 7})]
+        # limit counts only the records returned; after_seq works with the filter
+        assert [r.seq for r in await s.read_outbox(1, lanes=("event",))] == [seqs[1]]
+        assert [r.seq for r in await s.read_outbox(10, after_seq=seqs[1], lanes=("event",))] == [seqs[5]]
+        assert [r.seq for r in await s.read_outbox(2, after_seq=seqs[0], lanes=("telemetry",))] == [seqs[2], seqs[4]]
+        assert await s.read_outbox(10, after_seq=seqs[5], lanes=("event",)) == []
+        assert await s.read_outbox(10, lanes=()) == []
+        assert await s.read_outbox(0, lanes=("event",)) == []
+        assert await refused(StoreError, s.read_outbox(10, lanes=("alarm",)))
+        await s.ack_seqs([seqs[1]])
+        assert [r.seq for r in await s.read_outbox(10, lanes=("event",))] == [seqs[5]]
+        await s.ack_seqs(of("event"))
+        assert await s.read_outbox(10, lanes=("event",)) == []
+        assert [r.seq for r in await s.read_outbox(10, lanes=("telemetry", "result"))] == of("telemetry", "result")
+        assert s.depth()[0] == 6  # reading leaves records in place
+        # A longer outbox (several chunks or pages), read in pages per lane as a drain does.
+        model = {}
+        for i in range(240):
+            lane = "event" if i % 7 == 0 else ("result" if i % 11 == 0 else "telemetry")
+            model[await s.append(lane, {"i": i, "pad": "x" * (i % 13)})] = lane
+        await s.ack(seqs[-1])  # the first part's records
+        gone = sorted(model)[3::5]  # acked here and there
+        await s.ack_seqs(gone)
+        for seq in gone:
+            del model[seq]
+        held = sorted(model)
+        for wanted in (("event",), ("result",), ("telemetry",), ("event", "result")):
+            expect = [seq for seq in held if model[seq] in wanted]
+            got: list = []
+            after = 0
+            for _ in range(len(expect) + 2):  # pages of 7
+                page = await s.read_outbox(7, after_seq=after, lanes=wanted)
+                got += [r.seq for r in page]
+                if len(page) < 7:
+                    break
+                after = page[-1].seq
+            assert got == expect, wanted
+    finally:
+        await s.close()
+
+
 async def check_ack_upto_and_ack_seqs(make, durable):  # type: ignore[no-untyped-def]
     s = await make(BIG)()
     try:
@@ -612,6 +669,7 @@ CHECKS = (
     check_state_survives_reopen_and_stamps_keep_increasing,
     check_seq_strictly_increases_and_is_never_reused,
     check_read_outbox_oldest_first_and_after_seq,
+    check_read_outbox_lanes_filter,
     check_ack_upto_and_ack_seqs,
     check_depth_and_seq_range,
     check_bad_lane_and_payload_are_refused,

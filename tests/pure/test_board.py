@@ -105,7 +105,7 @@ def test_raspberry_pi_profile():
     assert board["storage"]["backend"] == "sqlite"
     assert board["storage"]["budget_bytes"] == 1073741824
     lan = board["link"]["endpoints"][2]
-    assert lan == {"name": "home", "role": "lan", "host": "192.168.1.10", "port": 1883, "tls": False}
+    assert lan == {"name": "home", "role": "lan", "host": "192.168.1.10", "port": 1883, "tls": False, "addresses": []}
     assert resolve_pin(board, "door_relay") == 17
 
 
@@ -225,7 +225,7 @@ def test_minimal_board_gets_every_default():
     assert board["heap_budget_bytes"] is None
     assert board["hw"] == {}
     assert board["apps"] == {}
-    assert board["link"] == {"endpoints": [], "client_id": None}
+    assert board["link"]["endpoints"] == [] and board["link"]["client_id"] is None
     assert board["sim"] is None
 
 

@@ -85,6 +85,10 @@ def test_read_outbox_oldest_first_and_after_seq():
     run(conformance.check_read_outbox_oldest_first_and_after_seq)
 
 
+def test_read_outbox_lanes_filter():
+    run(conformance.check_read_outbox_lanes_filter)
+
+
 def test_ack_upto_and_ack_seqs():
     run(conformance.check_ack_upto_and_ack_seqs)
 

@@ -23,6 +23,9 @@ BENCHMARKS = {
     "outbox-append": "tools.bench.outbox:APPEND",
     "outbox-ack": "tools.bench.outbox:ACK",
     "flash-wear": "tools.bench.flash_wear",
+    "drain": "tools.bench.drain",
+    "resume": "tools.bench.resume",
+    "mpy-mqtt": "tools.bench.mpy_mqtt",
 }
 
 

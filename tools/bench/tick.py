@@ -16,7 +16,7 @@ import time
 from typing import IO, Any
 
 from device.board import load_board
-from device.boot import run_offline
+from device.boot import run_device
 from device.config import configure_apps
 from tools.bench.boot import BOARD, REPO, micropython_binary
 
@@ -39,7 +39,7 @@ def cpython_figures(sim_s: int) -> dict[str, Any]:
 
     started = time.perf_counter()
     app_settings = configure_apps(board, ["thermostat"])
-    summary = asyncio.run(run_offline(board, app_settings, sim_s * 1000, 0.0, None, 3600 * 1000, on_boot))
+    summary = asyncio.run(run_device(board, app_settings, sim_s * 1000, 0.0, None, 3600 * 1000, on_boot))
     real_s = time.perf_counter() - started
     return {
         "cpython_ticks": len(latencies),

@@ -1,0 +1,186 @@
+"""CPython only: the sockets under ``PahoClient``, dialled on the event loop.
+
+paho's own ``connect`` calls ``socket.create_connection`` and a blocking TLS
+handshake; here the TCP connect (``loop.sock_connect`` to an IP: no resolver,
+no thread) and the handshake (``do_handshake`` retried on readiness) never
+block the loop. The TLS ``server_hostname`` is the broker's name, not the IP we
+dialled: SNI and certificate verification use it.
+
+``WatchedSocket`` is what paho then reads and writes: it counts bytes and
+PINGREQs, remembers why the socket failed (a TLS alert, a reset, EOF), keeps
+the first bytes received (a CONNACK, or proof the peer is something else) and
+can be killed so paho's own loss path runs.
+"""
+
+import asyncio
+import errno
+import socket
+
+from device.compat import IS_MICROPYTHON, monotonic_ms, wait_for_ms
+from device.linkerrors import ConnectError, NotOurBrokerError, TlsError
+
+# The assert also tells mypy's MicroPython pass (always_true = IS_MICROPYTHON) to skip the rest.
+assert not IS_MICROPYTHON, "device.link.paho_socket needs CPython"
+try:
+    import ssl
+except ImportError:
+    raise ImportError("device.link.paho_socket needs the ssl module") from None
+
+_HANDSHAKE_STEPS = 64  # a handshake takes a few round trips; the deadline bounds it too
+_PINGREQ = 0xC0
+_RETRY = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+def left_ms(deadline: int) -> int:
+    return max(0, deadline - monotonic_ms())
+
+
+class WatchedSocket:
+    """The socket paho reads and writes (paho's ``SocketLike``)."""
+
+    def __init__(self, sock: socket.socket, counters: dict) -> None:
+        self.sock = sock
+        self.counters = counters
+        self.error: OSError | None = None
+        self.eof = False
+        self.killed = ""  # set by kill(): every later recv/send fails with it
+        self.head = b""  # the first 4 bytes received
+
+    def kill(self, reason: str) -> None:
+        self.killed = reason
+
+    def recv(self, size: int) -> bytes:
+        if self.killed:
+            raise ConnectionAbortedError(errno.ECONNABORTED, self.killed)
+        try:
+            data = self.sock.recv(size)
+        except _RETRY:
+            raise
+        except OSError as exc:  # ssl.SSLError included: a TLS alert shows up here
+            self.error = exc
+            raise
+        if not data:
+            self.eof = True
+            return data
+        self.counters["bytes_in"] += len(data)
+        if len(self.head) < 4:
+            self.head += data[: 4 - len(self.head)]
+        return data
+
+    def send(self, data: bytes) -> int:
+        if self.killed:
+            raise ConnectionAbortedError(errno.ECONNABORTED, self.killed)
+        try:
+            sent = self.sock.send(data)
+        except _RETRY:
+            raise
+        except OSError as exc:
+            self.error = exc
+            raise
+        self.counters["bytes_out"] += sent
+        if sent == 2 and data[0] == _PINGREQ:  # paho sends each packet with its own send()
+            self.counters["pings"] += 1
+        return sent
+
+    def pending(self) -> int:
+        """Bytes TLS has decrypted but not handed out: the fd will not signal them."""
+        return self.sock.pending() if isinstance(self.sock, ssl.SSLSocket) else 0
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self.sock.setblocking(flag)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def open_tcp(ip: str, port: int, deadline: int, timeout_ms: int) -> socket.socket:
+    """A connected non-blocking TCP socket to ``ip`` (an address, never a name)."""
+    try:
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        socket.inet_pton(family, ip)  # asyncio would resolve a name in a worker thread
+    except OSError:
+        raise ConnectError("%r is not an IP address" % (ip,), errno.EINVAL) from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    ok = False
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await wait_for_ms(asyncio.get_running_loop().sock_connect(sock, (ip, port)), left_ms(deadline))
+        ok = True
+    except asyncio.TimeoutError:
+        raise ConnectError("TCP connect to %s:%d timed out after %d ms" % (ip, port, timeout_ms), 0) from None
+    except OSError as exc:
+        raise ConnectError("TCP connect to %s:%d failed: %s" % (ip, port, exc.strerror), exc.errno or 0) from None
+    finally:
+        if not ok:
+            sock.close()
+    return sock
+
+
+def tls_context(files: dict) -> ssl.SSLContext:
+    """Verify the broker against ``files["ca"]``; present ``cert``/``key`` when given (mutual TLS)."""
+    try:
+        context = ssl.create_default_context(cafile=files["ca"])
+        if files.get("cert"):
+            context.load_cert_chain(files["cert"], files.get("key") or None)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise TlsError("cannot load the TLS files %s: %s" % (files, exc)) from None
+    return context
+
+
+async def open_tls(
+    raw: socket.socket, context: ssl.SSLContext, hostname: str, deadline: int, timeout_ms: int
+) -> ssl.SSLSocket:
+    """Handshake over ``raw`` (consumed either way), verifying the certificate for ``hostname``."""
+    try:
+        sock = context.wrap_socket(raw, server_hostname=hostname, do_handshake_on_connect=False)
+    except (OSError, ValueError) as exc:
+        raw.close()
+        raise TlsError("cannot start TLS to %s: %s" % (hostname, exc)) from None
+    ok = False
+    try:
+        for _ in range(_HANDSHAKE_STEPS):
+            try:
+                sock.do_handshake()
+                ok = True
+                return sock
+            except ssl.SSLWantReadError:
+                await _fd_ready(sock.fileno(), False, deadline)
+            except ssl.SSLWantWriteError:
+                await _fd_ready(sock.fileno(), True, deadline)
+        raise TlsError("TLS handshake with %s did not finish in %d steps" % (hostname, _HANDSHAKE_STEPS))
+    except ssl.SSLCertVerificationError as exc:
+        raise TlsError("certificate of %s did not verify: %s" % (hostname, exc.verify_message)) from None
+    except ssl.SSLError as exc:
+        raise TlsError("TLS handshake with %s failed: %s" % (hostname, exc.reason or exc)) from None
+    except asyncio.TimeoutError:
+        raise NotOurBrokerError("no TLS handshake answer from %s within %d ms" % (hostname, timeout_ms)) from None
+    except OSError as exc:
+        raise TlsError("connection lost during the TLS handshake with %s: %s" % (hostname, exc)) from None
+    finally:
+        if not ok:
+            sock.close()
+
+
+async def _fd_ready(fd: int, write: bool, deadline: int) -> None:
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    if write:
+        loop.add_writer(fd, wake)
+    else:
+        loop.add_reader(fd, wake)
+    try:
+        await wait_for_ms(ready, left_ms(deadline))
+    finally:
+        if write:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from device.errors import ConfigError
+from tools.argtypes import positive_int
 
 DEFAULT_DAYS = 825
 CA_MIN_DAYS = 3650
@@ -316,18 +317,8 @@ def add_parser(sub: Any) -> None:
         metavar="NAME",
         help="DNS name or IP the broker is reached by (repeat); localhost and 127.0.0.1 are always added",
     )
-    p.add_argument("--days", type=_positive_int, default=DEFAULT_DAYS, metavar="N", help="certificate validity")
+    p.add_argument("--days", type=positive_int, default=DEFAULT_DAYS, metavar="N", help="certificate validity")
     p.set_defaults(handler=handle)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
 
 
 def handle(args: argparse.Namespace) -> int:

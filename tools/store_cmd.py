@@ -23,6 +23,7 @@ from typing import Any
 from device.board import load_board
 from device.errors import ConfigError
 from device.store import open_store
+from tools.argtypes import positive_int
 
 FILE_BACKENDS = ("sqlite", "log")
 
@@ -56,18 +57,8 @@ def add_parser(sub: Any) -> None:
     actions = p.add_subparsers(dest="action", required=True, parser_class=type(p))
     actions.add_parser("stats", help="counters, outbox depth and seq range as one JSON object")
     dump = actions.add_parser("dump", help="outbox records, oldest first, one JSON object per line")
-    dump.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="at most N records")
+    dump.add_argument("--limit", type=positive_int, default=None, metavar="N", help="at most N records")
     p.set_defaults(handler=handle)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
 
 
 DUMP_PAGE = 500

@@ -22,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_shim.broker import Mosquitto, free_port
 from device.core import mqtt_codec
+from device.link.client import ClientBase
 from device.link.mqtt import MqttClient
 from device.linkerrors import (
     BrokerRefusedError,
@@ -32,23 +33,14 @@ from device.linkerrors import (
     TlsError,
 )
 from tests.integration.tls import BROKER_HOST, DEVICE_A, Pki
+from tests.integration.waiting import until as wait_until
 
 LOCAL = "127.0.0.1"
 PATIENCE_MS = 15_000
 
 
-async def until(client: MqttClient, done: Callable[[], bool], timeout_ms: int = PATIENCE_MS) -> None:
-    """Let the client work until ``done()`` or the (generous) time is up; bounded in count too."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_ms / 1000
-    for _ in range(100_000):
-        if done():
-            return
-        if loop.time() > deadline:
-            break
-        await client.wait(50)
-        await asyncio.sleep(0.002)  # wait() returns at once while untaken messages are queued
-    raise AssertionError(f"condition not met within {timeout_ms} ms; client stats {client.stats()}")
+async def until(client: ClientBase, done: Callable[[], bool], timeout_ms: int = PATIENCE_MS) -> None:
+    await wait_until(client, done, timeout_ms)
 
 
 @asynccontextmanager
@@ -120,8 +112,9 @@ class Relay:
     """A TCP relay on a free loopback port towards ``upstream_port``.
 
     Each direction (``up``: client to broker, ``down``: broker to client) is
-    ``"pass"``, ``"drop"`` (read and discard) or ``"stall"`` (stop reading:
-    the sender's buffers fill). ``cut()`` closes every connection.
+    ``"pass"``, ``"drop"`` (read and discard, and never pass the close on) or
+    ``"stall"`` (stop reading: the sender's buffers fill). ``cut()`` closes
+    every connection.
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -162,7 +155,9 @@ class Relay:
                     await writer.drain()
         except (ConnectionError, OSError):
             pass
-        finally:
+        # A dropping direction passes nothing on, not even the close: the broker giving up on a
+        # silent client must not tell the client (half-open TCP is the point of "drop").
+        if getattr(self, direction) != "drop":
             writer.close()
 
     async def cut(self) -> None:

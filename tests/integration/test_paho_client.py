@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from cloud_shim.broker import Mosquitto, free_port
+from device.link.client import ClientBase
 from device.link.paho_client import PahoClient
 from device.linkerrors import (
     BrokerRefusedError,
@@ -24,23 +25,14 @@ from device.linkerrors import (
     TlsError,
 )
 from tests.integration.tls import BROKER_HOST, DEVICE_A, DEVICE_B, Pki
+from tests.integration.waiting import until as wait_until
 
 LOCAL = "127.0.0.1"
 PATIENCE_MS = 10_000
 
 
-async def until(client: PahoClient, done: Callable[[], bool], timeout_ms: int = PATIENCE_MS) -> None:
-    """Let the client work until ``done()`` or the (generous) time is up; bounded in count too."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_ms / 1000
-    for _ in range(10_000):
-        if done():
-            return
-        if loop.time() > deadline:
-            break
-        await client.wait(50)
-        await asyncio.sleep(0.005)  # wait() returns at once while something is untaken: still yield
-    raise AssertionError(f"condition not met within {timeout_ms} ms; client stats {client.stats()}")
+async def until(client: ClientBase, done: Callable[[], bool], timeout_ms: int = PATIENCE_MS) -> None:
+    await wait_until(client, done, timeout_ms)
 
 
 @asynccontextmanager

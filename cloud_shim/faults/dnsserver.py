@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass
 from typing import cast
 
-from cloud_shim.faults.loopthread import LoopThread
+from cloud_shim.faults.loopthread import ThreadServed
 
 MODES = ("ok", "wrong", "nxdomain", "empty", "servfail", "timeout", "garbage")
 _RCODES = {"ok": 0, "wrong": 0, "empty": 0, "nxdomain": 3, "servfail": 2}
@@ -137,8 +137,10 @@ class _Protocol(asyncio.DatagramProtocol):
             self.transport.sendto(reply, addr)
 
 
-class FakeDnsServer:
+class FakeDnsServer(ThreadServed):
     """Answers A queries per name as told; thread-safe ``set``/``queries`` from any thread."""
+
+    thread_name = "fake-dns"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, ttl_s: int = 60) -> None:
         self.host = host
@@ -149,7 +151,6 @@ class FakeDnsServer:
         self._counts: dict[str, int] = {}
         self.bad_queries = 0
         self._transport: asyncio.DatagramTransport | None = None
-        self._thread: LoopThread | None = None
 
     @property
     def address(self) -> str:
@@ -207,36 +208,3 @@ class FakeDnsServer:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
-
-    async def __aenter__(self) -> FakeDnsServer:
-        await self.serve()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    # ---------------------------------------------------------------- in a thread of its own
-
-    def start(self) -> None:
-        """Serve from a loop in a daemon thread (for sync tests, or a device in another loop)."""
-        if self._thread is not None:
-            return
-        thread = LoopThread("fake-dns")
-        thread.start()
-        self._thread = thread
-        thread.run(self.serve())
-
-    def stop(self) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        thread.run(self.aclose())
-        thread.stop()
-        self._thread = None
-
-    def __enter__(self) -> FakeDnsServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Self, TypeVar
 
 T = TypeVar("T")
 
@@ -80,3 +80,55 @@ class LoopThread:
         thread.join(CALL_TIMEOUT_S)
         self._thread = None
         self._loop = None
+
+
+class ThreadServed:
+    """Base of the fault servers: ``async serve()``/``aclose()`` in your loop, or ``start()``/``stop()``
+    to serve from a ``LoopThread`` of its own (sync tests, or a device running in another loop).
+
+    Both pairs also work as context managers (``async with`` / ``with``).
+    """
+
+    thread_name = "fault-server"
+    _thread: LoopThread | None = None
+
+    async def serve(self) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.serve()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        thread = LoopThread(self.thread_name)
+        thread.start()
+        self._thread = thread
+        thread.run(self.serve())
+
+    def _in_thread(self) -> LoopThread:
+        if self._thread is None:
+            raise RuntimeError("the sync API needs start(); in your own loop use the async methods")
+        return self._thread
+
+    def stop(self) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        thread.run(self.aclose())
+        thread.stop()
+        self._thread = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

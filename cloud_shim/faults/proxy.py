@@ -40,7 +40,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from cloud_shim.faults.loopthread import LoopThread
+from cloud_shim.faults.loopthread import ThreadServed
 from cloud_shim.faults.mqttframe import PUBACK, MqttFramer
 
 MODES = (
@@ -243,9 +243,11 @@ class _Conn:
         self.close(reset)
 
 
-class FaultProxy:
+class FaultProxy(ThreadServed):
     """The proxy. Async use: ``await serve()`` / ``aset_mode`` / ``akill_all`` / ``aclose``;
     thread use: ``start()`` / ``set_mode`` / ``kill_all`` / ``stop()``."""
+
+    thread_name = "fault-proxy"
 
     def __init__(self, upstream_host: str, upstream_port: int, host: str = "127.0.0.1", port: int = 0) -> None:
         self.upstream = (upstream_host, upstream_port)
@@ -258,7 +260,6 @@ class FaultProxy:
         self._server: asyncio.Server | None = None
         self._conns: set[_Conn] = set()
         self._handlers: set[asyncio.Task[None]] = set()
-        self._thread: LoopThread | None = None
 
     # ---------------------------------------------------------------- state
 
@@ -338,13 +339,6 @@ class FaultProxy:
         if handlers:
             await asyncio.gather(*handlers, return_exceptions=True)
 
-    async def __aenter__(self) -> FaultProxy:
-        await self.serve()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -390,39 +384,10 @@ class FaultProxy:
             for task in conn.tasks:
                 task.cancel()
 
-    # ---------------------------------------------------------------- in a thread of its own
-
-    def start(self) -> None:
-        """Serve from a loop in a daemon thread; drive it with the sync methods below."""
-        if self._thread is not None:
-            return
-        thread = LoopThread("fault-proxy")
-        thread.start()
-        self._thread = thread
-        thread.run(self.serve())
-
-    def _in_thread(self) -> LoopThread:
-        if self._thread is None:
-            raise RuntimeError("the sync API needs start(); in your own loop use aset_mode/akill_all")
-        return self._thread
+    # ---------------------------------------------------------------- sync API (after start())
 
     def set_mode(self, mode: str, direction: str | None = None, *, n: int = 0, ms: int = 0, rate: int = 0) -> None:
         self._in_thread().run(self.aset_mode(mode, direction, n=n, ms=ms, rate=rate))
 
     def kill_all(self, reset: bool = True) -> int:
         return self._in_thread().run(self.akill_all(reset))
-
-    def stop(self) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        thread.run(self.aclose())
-        thread.stop()
-        self._thread = None
-
-    def __enter__(self) -> FaultProxy:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -8,6 +8,7 @@ portable client on MicroPython) and the resolver (the UDP client when
 """
 
 from device import compat
+from device.core.dns_codec import parse_ipv4
 from device.errors import ConfigError
 from device.link.topics import status_topic
 
@@ -75,7 +76,7 @@ def make_resolver(cfg: dict):  # type: ignore[no-untyped-def]
         return UdpResolver(cfg["dns_servers"])
     if compat.IS_MICROPYTHON:
         for ep in cfg["endpoints"]:
-            if not _looks_like_ip(ep["host"]):
+            if parse_ipv4(ep["host"]) is None:
                 raise ConfigError(
                     "link.dns_servers", "needed on MicroPython for host %r (getaddrinfo blocks the VM)" % ep["host"]
                 )
@@ -98,8 +99,3 @@ def build_link(env, cfg: dict, device_id: str, policies: dict, commands=None):  
     )
     link = Link(env, cfg, device_id, engine, client_factory(cfg, device_id), make_resolver(cfg))
     return link, engine
-
-
-def _looks_like_ip(host: str) -> bool:
-    parts = host.split(".")
-    return len(parts) == 4 and all(p.isdigit() for p in parts)

@@ -27,6 +27,7 @@ rate. Every state change is counted; every outage ends in a receipt: an
 
 from device.core import linkstate as ls
 from device.core.backoff import Backoff, align_to_phase_ms, device_phase_ms
+from device.core.dns_codec import parse_ipv4
 from device.errors import StoreError
 from device.link.addrbook import AddrBook
 from device.linkerrors import DnsError, LinkError, NotOurBrokerError
@@ -141,7 +142,7 @@ class Link:
         host = ep["host"]
         from_dns: list = []
         cause = "connect"
-        if _is_ip(host):
+        if parse_ipv4(host) is not None:
             from_dns = [host]
         else:
             self._move(ls.RESOLVING, "")
@@ -249,13 +250,3 @@ class Link:
             clients[name] = self._clients[name].stats()
         out["clients"] = clients
         return out
-
-
-def _is_ip(host: str) -> bool:
-    parts = host.split(".")
-    if len(parts) != 4:
-        return False
-    for p in parts:
-        if not p.isdigit() or int(p) > 255:
-            return False
-    return True

@@ -221,3 +221,16 @@ def test_long_outage_reconnects_on_the_device_phase_and_drains_rate_limited():
     # the attempt that connected started on the device's phase (the connect itself takes no sim time)
     assert at_ms % 30000 == link.phase_ms, (at_ms, link.phase_ms)
     assert link.receipts[-1]["cause"] == "boot" and link.receipts[-1]["last_cause"] == "dns_empty"
+
+
+def test_an_ip_host_is_dialled_without_asking_dns():
+    async def main():
+        ep = {"name": "primary", "role": "primary", "host": "10.0.0.5", "port": 1883}
+        clock, store, link, _engine, dialled = _setup(_cfg([ep]), {"10.0.0.5": "ok"}, {}, hold_ms=10**9)
+        await _run_link(clock, store, link, 5000)
+        return link, dialled
+
+    link, dialled = _run(main)
+    assert link.resolver.asked == 0 and link.counters["dns_ok"] == 0
+    assert dialled == [("10.0.0.5", 1883, "10.0.0.5")]
+    assert link.state.state == ls.ONLINE and link.state.counts[ls.RESOLVING] == 0

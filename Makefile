@@ -1,7 +1,7 @@
 # Brickproof developer entry points. GNU make on Debian; works from a fresh clone
 # (as root: it may apt-get install python3-venv) and is idempotent.
 #
-#   make demo       simulate a thermostat for 12 h at 3600x (12 s)
+#   make demo       the outage simulation: a fleet through us-east-1-2025 (a few minutes)
 #   make test       lint + typecheck + every pytest layer (unit, pure, MicroPython)
 #   make lint | typecheck | pytest     one step
 #   make heapcheck  pure tests under MicroPython with a 128k heap, one module per VM
@@ -72,7 +72,7 @@ typings: venv
 
 # ------------------------------------------------------------------ demo
 demo: venv
-	$(BIN)/brickproof run --board boards/host_sim.json --app thermostat --for 43200 --speed 3600
+	$(BIN)/brickproof sim --scenario us-east-1-2025 --report report/us-east-1-2025
 
 # ------------------------------------------------------------------ checks
 # Every step runs even when an earlier one failed, so one run shows all problems;

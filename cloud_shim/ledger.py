@@ -313,6 +313,8 @@ class LedgerSubscriber:
     to their ``out/+``, ``shadow/reported`` and ``status``. ``start()`` returns
     once the subscription is granted. Also publishes, for tests playing the
     cloud: ``publish(topic, payload, qos, retain)`` waits for the PUBACK.
+    It subscribes again after every reconnect; ``persistent`` (the simulator)
+    keeps its session so nothing is missed while it reconnects.
     """
 
     def __init__(
@@ -323,6 +325,7 @@ class LedgerSubscriber:
         prefix: str = PREFIX,
         client_id: str | None = None,
         ledger: Ledger | None = None,
+        persistent: bool = False,
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
@@ -339,8 +342,9 @@ class LedgerSubscriber:
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id or "ledger-%d" % id(self),
-            clean_session=True,
+            clean_session=not persistent,  # persistent: the broker queues for us while we reconnect
         )
+        self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
         self._subscribed = threading.Event()
@@ -348,13 +352,17 @@ class LedgerSubscriber:
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         self.ledger.feed(message.topic, bytes(message.payload))
 
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        # Every (re)connect: a broker that restarted without our session has forgotten the subscription.
+        if not reason_code.is_failure:
+            client.subscribe(self.filters)
+
     def _on_subscribe(self, client: Any, userdata: Any, mid: Any, reason_codes: Any, properties: Any) -> None:
         self._subscribed.set()
 
     def start(self, timeout_s: float = 10.0) -> LedgerSubscriber:
         self._client.connect(self.host, self.port, keepalive=30)
         self._client.loop_start()
-        self._client.subscribe(self.filters)
         if not self._subscribed.wait(timeout_s):
             self.stop()
             raise TimeoutError("the ledger's subscription was not granted in %.0f s" % timeout_s)

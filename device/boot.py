@@ -20,37 +20,47 @@ _log = get_logger("boot")
 
 def _app_class(name: str):  # type: ignore[no-untyped-def]
     # Imported lazily so a board only loads the apps it runs.
-    if name == "thermostat":
-        from device.apps.thermostat import ThermostatApp
+    entry = _APPS.get(name)
+    if entry is None:
+        raise ConfigError("app", "unknown app %r" % (name,))
+    module = __import__("device.apps." + name, None, None, [entry])
+    return getattr(module, entry)
 
-        return ThermostatApp
-    raise ConfigError("app", "unknown app %r" % (name,))
+
+_APPS = {"thermostat": "ThermostatApp", "bed": "BedApp", "camera": "CameraApp"}
 
 
-def build_env(board: dict, speed: float = 0.0, with_link: bool = False) -> tuple:
+def build_env(board: dict, speed: float = 0.0, with_link: bool = False, clock=None) -> tuple:  # type: ignore[no-untyped-def]
     """Return ``(env, world)``; ``world`` is the simulation or None on real hardware.
 
     ``with_link``: keep the board's ``link`` section for ``Device.attach_link``.
+    ``clock``: a ``VirtualClock`` to share (a simulated fleet lives in one time);
+    by default a simulated board gets its own.
     """
     from hw.build import build_hw
 
     sim_cfg = board.get("sim")
     rand = Rand(sim_cfg.get("seed", 1) if sim_cfg else 1)
     world = None
-    clock: MonotonicClock | VirtualClock
+    own_clock = clock is None
     if sim_cfg:
         from hw.sim.world import SimWorld
 
-        clock = VirtualClock(speed=speed)
+        if own_clock:
+            clock = VirtualClock(speed=speed)
         world = SimWorld(sim_cfg, clock, rand)
-        clock.set_wall_ms(world.start_wall_ms)
-    else:
+        if own_clock:
+            clock.set_wall_ms(world.start_wall_ms)
+    elif clock is None:
         clock = MonotonicClock()
     hw = build_hw(board, world)
-    compat.release_modules(("hw.build",))  # boot-time code, like device.config: its heap goes back
+    compat.release_modules(
+        ("hw.build", "hw.build_more", "hw.mp.factories", "hw.mp.options")
+    )  # boot-time code, like device.config: its heap goes back
     store = open_store(board["storage"])
-    if world is not None:
-        # Simulated time waits for the store's real I/O (see VirtualClock.busy).
+    if world is not None and own_clock:
+        # Simulated time waits for the store's real I/O (see VirtualClock.busy); a shared clock's
+        # owner decides for all its devices.
         clock.busy = getattr(store, "busy", None)  # type: ignore[union-attr]
     # The running device keeps only what later tasks read of the board (its name, and its link
     # when it will connect), not the whole validated profile: a few KB a 128 KiB heap needs.
@@ -72,16 +82,13 @@ class Device:
         self.boot_ms = env.clock.now_ms()
         self.link = None
         self.sync = None
+        self.watchdog: object = None  # device.watchdog.WatchdogFeeder when the board has a watchdog
 
     def attach_link(self, device_id: str) -> None:
         """Connect to the cloud per the board's ``link`` section (call before ``start``)."""
-        from device.link.build import build_link
+        from device.link.build import attach_device
 
-        policies: dict = {}
-        for app in self.apps:
-            policies.update(getattr(app, "shadow_policies", {}))
-        link_cfg = self.env.board["link"]
-        self.link, self.sync = build_link(self.env, link_cfg, device_id, policies)
+        self.link, self.sync = attach_device(self, device_id)
 
     async def _report_event(self, event: dict) -> None:
         await self.env.store.append("event", event, self.env.clock.now_ms())
@@ -94,7 +101,18 @@ class Device:
             self.supervisor.spawn(app.name, app.run)
         if self.link is not None:
             self.supervisor.spawn("link", self.link.run)
+        hw = self.env.hw
+        if hasattr(hw, "has") and (hw.has("status_led") or hw.has("watchdog")):
+            from device.parttasks import start_part_tasks  # loaded only by boards with these parts
+
+            start_part_tasks(self)
         self.supervisor.start()
+
+    def health(self) -> str:
+        """The degraded-mode signal: "cloud_ok", "local_only" or "fault" (``device.core.health``)."""
+        from device.core.health import device_mode
+
+        return device_mode(self)
 
     async def stop(self) -> None:
         await self.supervisor.stop()
@@ -105,6 +123,7 @@ class Device:
         for app in self.apps:
             status[app.name] = app.status()
         status["tasks_ok"] = self.supervisor.healthy()
+        status["health"] = self.health()
         if self.link is not None:
             status["link"] = self.link.state.state
         return status

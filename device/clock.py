@@ -5,6 +5,8 @@ Interface (duck-typed; MicroPython has no ``abc``):
 * ``now_ms()``      monotonic milliseconds, never wraps, never goes back.
 * ``wall_ms()``     Unix time in ms, or ``None`` when unknown (offline boot, no NTP).
 * ``await sleep_ms(ms)``
+* ``real_due_ms(due_ms)``  the real monotonic ms at which a sleeper due at
+  ``due_ms`` was released: tick latency is ``compat.monotonic_ms()`` minus it.
 
 ``MonotonicClock`` is the real one. ``VirtualClock`` is simulated time: it only
 moves when its driver (``run_until``) moves it, optionally paced to
@@ -39,6 +41,9 @@ class MonotonicClock:
     async def sleep_ms(self, ms: int) -> None:
         await compat.sleep_ms(ms)
 
+    def real_due_ms(self, due_ms: int) -> int:
+        return due_ms  # now_ms() is real time already
+
 
 BUSY_POLL_MS = 1
 
@@ -69,9 +74,14 @@ class VirtualClock:
         self.speed = speed
         self.settle = settle
         self.busy = None  # type: ignore[var-annotated]
+        self._released_real_ms = compat.monotonic_ms()  # when the last batch of sleepers was woken
 
     def now_ms(self) -> int:
         return self._now
+
+    def real_due_ms(self, due_ms: int) -> int:
+        # Simulated time has no real deadline: the sleeper was due when the driver released it.
+        return self._released_real_ms
 
     def wall_ms(self) -> int | None:
         if self._wall_offset is None:
@@ -119,6 +129,7 @@ class VirtualClock:
                     await compat.sleep_ms(lag)
             if target > self._now:
                 self._now = target
+            self._released_real_ms = compat.monotonic_ms()
             while timers and timers[0][0] <= self._now:
                 heapq.heappop(timers)[2].set()
             if self._now >= end_ms:

@@ -8,13 +8,15 @@ goes back to the running device (a 128 KiB heap cannot hold both at once).
 from device import compat
 from device.errors import ConfigError
 
-APP_NAMES = ("thermostat",)
+APP_NAMES = ("thermostat", "bed", "camera")
 
 CONFIG_MODULES = (
     "device.config",
     "device.board",
     "device.schema",
     "device.apps.thermostat_settings",
+    "device.apps.bed_settings",
+    "device.apps.camera_settings",
 )
 
 
@@ -24,6 +26,16 @@ def configure_apps(board: dict, app_names: list) -> dict:
     for name in app_names:
         if name not in APP_NAMES:
             raise ConfigError("app", "unknown app %r (known: %s)" % (name, ", ".join(APP_NAMES)))
+        if name == "bed":
+            from device.apps.bed_settings import load_settings as load_bed
+
+            configured[name] = load_bed(board)
+            continue
+        if name == "camera":
+            from device.apps.camera_settings import load_settings as load_camera
+
+            configured[name] = load_camera(board)
+            continue
         from device.apps.thermostat_settings import load_settings
 
         configured[name] = load_settings(board)

@@ -4,7 +4,9 @@ The ``hw`` section maps a part name to ``{"driver": NAME, ...options}``. Each
 driver is a row in ``DRIVERS``: a factory ``(name, options, world) -> part``,
 whether it needs a simulated world, and the options it takes. Factories import
 their modules when called, so a board only loads the drivers it uses (the
-MicroPython ``hw.mp`` drivers will join the table the same way).
+MicroPython ``hw.mp`` drivers, the Raspberry Pi's ``hw.linux`` ones, the bed's and the camera's
+simulated parts join the table from ``hw/build_more.py`` on first need: a thermostat on a
+128 KiB heap does not carry their rows).
 """
 
 from device.errors import ConfigError
@@ -61,8 +63,14 @@ def build_hw(board: dict, world=None) -> HwSet:  # type: ignore[no-untyped-def]
         section = {}
     if not isinstance(section, dict):
         raise ConfigError("hw", 'must be an object mapping part names to {"driver": ...}')
+    pins = board.get("pins")
     for name in sorted(section):
-        parts.add(name, _build_part(name, section[name], world))
+        spec = section[name]
+        if pins:
+            from hw.build_more import pin_numbers
+
+            spec = pin_numbers(name, spec, pins)
+        parts.add(name, _build_part(name, spec, world))
     if world is not None:
         world.check_faults()
     return parts
@@ -76,6 +84,10 @@ def _build_part(name: str, spec, world):  # type: ignore[no-untyped-def]
     if not isinstance(driver, str) or not driver:
         raise ConfigError(path + ".driver", "missing: which driver runs this part (known: %s)" % _known())
     row = DRIVERS.get(driver)
+    if row is None:
+        from hw.build_more import all_drivers
+
+        row = all_drivers().get(driver)
     if row is None:
         if driver in PLANNED_DRIVERS:
             raise ConfigError(path + ".driver", "driver '%s' is not available on this interpreter/build yet" % driver)
@@ -91,7 +103,9 @@ def _build_part(name: str, spec, world):  # type: ignore[no-untyped-def]
 
 
 def _known() -> str:
-    names = sorted(DRIVERS)
+    from hw.build_more import all_drivers
+
+    names = sorted(all_drivers())
     for name in PLANNED_DRIVERS:
         if name not in DRIVERS:
             names.append(name + " (not yet)")

@@ -27,10 +27,21 @@ def _build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="brickproof", description="Brickproof: firmware runtime that survives cloud outages.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    from tools import sim
+
     run.add_parser(sub)
+    sim.add_parser(sub)
     bench.add_parser(sub)
     store_cmd.add_parser(sub)
     provision.add_parser(sub)
+    from tools import flash, hil, vboard
+
+    flash.add_parser(sub)
+    hil.add_parser(sub)
+    vboard.add_parser(sub)
+    from tools import boardcheck
+
+    boardcheck.add_parser(sub)
     return parser
 
 

@@ -24,7 +24,9 @@ FAULT_KINDS = ("stuck", "nan", "out_of_range", "disconnected", "stuck_off", "stu
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("run", help="run one device on the host (simulated time), offline or synced with a broker")
     p.add_argument("--board", required=True, help="board profile, e.g. boards/host_sim.json")
-    p.add_argument("--app", default="thermostat", choices=APP_NAMES, help="app to run (default: thermostat)")
+    p.add_argument(
+        "--app", default=None, choices=APP_NAMES, help="app to run (default: the board's app, else thermostat)"
+    )
     p.add_argument(
         "--for", dest="for_s", required=True, type=_positive_seconds, metavar="SECONDS", help="simulated seconds to run"
     )
@@ -220,6 +222,9 @@ def handle(args: argparse.Namespace) -> int:
     board["storage"] = storage_config(board, args.store)
     device_id = _link_options(board, args)
     _add_faults(board, args.fault)
+    if args.app is None:  # the one app the board configures (host_bed_sim: bed), else the thermostat
+        configured = [name for name in APP_NAMES if name in board.get("apps", {})]
+        args.app = configured[0] if len(configured) == 1 else "thermostat"
     app_settings = configure_apps(board, [args.app])
     out = sys.stdout
 

@@ -55,3 +55,33 @@ class MqttFramer:
                     self._state = 0
             out.append((start, i, self._type, starts))
         return out
+
+
+def connect_client_id(data: bytes) -> str | None:
+    """The client id of the MQTT CONNECT at the start of ``data``; None if it is not one (or incomplete)."""
+    if len(data) < 2 or data[0] >> 4 != 1:
+        return None
+    i, shift, length = 1, 0, 0
+    while i < len(data) and i <= 4:
+        byte = data[i]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        i += 1
+        if not byte & 0x80:
+            break
+    else:
+        return None
+    if len(data) < i + length or length < 12:
+        return None
+    name_len = int.from_bytes(data[i : i + 2], "big")
+    j = i + 2 + name_len + 4  # protocol name, level, flags, keepalive
+    if j + 2 > i + length:
+        return None
+    id_len = int.from_bytes(data[j : j + 2], "big")
+    raw = data[j + 2 : j + 2 + id_len]
+    if len(raw) != id_len:
+        return None
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return None

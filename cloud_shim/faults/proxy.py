@@ -27,6 +27,11 @@ means both (``drop_pubacks`` defaults to ``down``). Modes:
 * ``drop_pubacks``  parse the MQTT stream (fixed header + remaining length) and drop
                     PUBACK packets (type 4), everything else intact
 
+Per device: ``set_offline(client_ids, True)`` cuts those MQTT clients off (their
+home's internet is down): their open connections are reset, and a new one is
+reset as soon as its CONNECT names one of them; ``False`` lets them back. The
+proxy learns each connection's client id from its CONNECT.
+
 The byte counts of ``reset_after``/``limit`` start when the mode is set. The
 MQTT framing of each direction is tracked all the time, so ``drop_pubacks`` can
 be switched on in the middle of a connection without losing sync.
@@ -41,7 +46,7 @@ import struct
 from dataclasses import dataclass
 
 from cloud_shim.faults.loopthread import ThreadServed
-from cloud_shim.faults.mqttframe import PUBACK, MqttFramer
+from cloud_shim.faults.mqttframe import PUBACK, MqttFramer, connect_client_id
 
 MODES = (
     "pass",
@@ -79,6 +84,7 @@ COUNTER_NAMES = (
     "resets",  # reset_after fired
     "cuts",  # limit fired
     "killed",  # kill_all
+    "offline_resets",  # connections of clients set offline
 )
 
 
@@ -132,6 +138,7 @@ class _Conn:
         self.framers = {"up": MqttFramer(), "down": MqttFramer()}
         self.tasks: list[asyncio.Task[None]] = []
         self.closed = False
+        self.client_id: str | None = None  # from the device's CONNECT
 
     def close(self, reset: bool) -> None:
         if self.closed:
@@ -169,6 +176,12 @@ class _Conn:
             if not data:
                 await self._end_of_stream(direction, reset)
                 return
+            if direction == "up" and self.client_id is None:
+                self.client_id = connect_client_id(data) or ""
+                if self.client_id in self.proxy.offline:
+                    counters["offline_resets"] += 1
+                    self.close(reset=True)
+                    return
             pipe = self.proxy.pipes[direction]
             runs = framer.runs(data)
             if self.seen_generation[direction] != pipe.generation:
@@ -260,6 +273,7 @@ class FaultProxy(ThreadServed):
         self._server: asyncio.Server | None = None
         self._conns: set[_Conn] = set()
         self._handlers: set[asyncio.Task[None]] = set()
+        self.offline: set[str] = set()  # MQTT client ids cut off (see set_offline)
 
     # ---------------------------------------------------------------- state
 
@@ -330,6 +344,18 @@ class FaultProxy(ThreadServed):
         self.counters["killed"] += len(conns)
         return len(conns)
 
+    async def aset_offline(self, client_ids: list[str], offline: bool) -> int:
+        """Cut ``client_ids`` off (or let them back); how many open connections were reset."""
+        if not offline:
+            self.offline.difference_update(client_ids)
+            return 0
+        self.offline.update(client_ids)
+        cut = [conn for conn in self._conns if conn.client_id in self.offline]
+        for conn in cut:
+            conn.close(reset=True)
+        self.counters["offline_resets"] += len(cut)
+        return len(cut)
+
     async def aclose(self) -> None:
         self._close_listener()
         await self.akill_all()
@@ -391,3 +417,6 @@ class FaultProxy(ThreadServed):
 
     def kill_all(self, reset: bool = True) -> int:
         return self._in_thread().run(self.akill_all(reset))
+
+    def set_offline(self, client_ids: list[str], offline: bool) -> int:
+        return self._in_thread().run(self.aset_offline(client_ids, offline))

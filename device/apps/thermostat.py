@@ -11,6 +11,7 @@ from device.core import schedule as sched
 from device.core import thermostat as law
 from device.errors import BrickproofError, ConfigError, StoreError
 from device.log import get_logger
+from device.tickmeter import TickMeter
 
 _log = get_logger("thermostat")
 
@@ -96,6 +97,7 @@ class ThermostatApp:
         self.tick_us_max = 0
         self.tick_us_total = 0
         self.latencies_us: list | None = None  # set to [] to record every tick (benchmarks)
+        self.meter: TickMeter | None = None  # made by run(): tick latency and gaps
         self.sensor_errors = 0
         self._sensor_failing = False
         self.store_errors = 0
@@ -106,6 +108,11 @@ class ThermostatApp:
         self._problems: list = []
         self._last_fault: str | None = None
         self._next_telemetry_ms = now
+        self.eco = None  # off unless eco_after_h is set (then an EcoWatch; its module is loaded only then)
+        if settings.get("eco_after_h", 0.0) > 0:
+            from device.core.eco import EcoWatch
+
+            self.eco = EcoWatch(settings["eco_after_h"], now)
 
     async def setup(self) -> None:
         """Seed the state cache with the board's defaults where the owner has set nothing."""
@@ -126,8 +133,11 @@ class ThermostatApp:
         clock = self.env.clock  # type: ignore[attr-defined]
         tick_ms = self.settings["tick_ms"]
         due = clock.now_ms()
+        meter = self.meter = TickMeter(clock, tick_ms)
         while True:
+            started = clock.now_ms()
             await self.tick()
+            meter.done(due, started)
             due += tick_ms
             now = clock.now_ms()
             if due < now:  # overran: skip missed ticks rather than burst
@@ -192,12 +202,25 @@ class ThermostatApp:
             if problems:
                 _log.warning("state sanitised: %s", "; ".join(problems))
                 await self._append("event", {"type": "targets_sanitized", "problems": problems}, now)
+        eco = self.eco
+        if eco is not None:
+            change = eco.check(now)
+            if change is not None:
+                _log.info("eco fallback %s", "on" if change else "off")
+                await self._append(
+                    "event", {"type": "eco_fallback", "active": change, "after_h": s["eco_after_h"]}, now
+                )
+            if eco.active:
+                targets = eco.apply(s, targets)
         return targets
 
     async def _apply_schedule(self, store: object, now: int) -> None:
         entry = await store.get_state(KEY_SCHEDULE)  # type: ignore[attr-defined]
         version = entry.version if entry else 0
         if version != self._schedule_version:
+            cloud = entry is not None and entry.origin == "cloud" and self._schedule_version != -1
+            if cloud and self.eco is not None:
+                self.eco.cloud_update(now)  # the cloud still looks after this home
             self._schedule_version = version
             s = self.settings
             try:
@@ -302,6 +325,7 @@ class ThermostatApp:
             "held": d.held if d else "",
             "health": self.health(),
             "schedule": self.schedule_note,
+            "eco": self.eco is not None and self.eco.active,
         }
 
     def summary(self, now: int) -> dict:
@@ -319,4 +343,5 @@ class ThermostatApp:
             "safety_cutoffs": hw_.forced_offs + cw.forced_offs,
             "sensor_errors": self.sensor_errors,
             "store_errors": self.store_errors,
+            "control": self.meter.stats() if self.meter is not None else None,
         }

@@ -34,6 +34,9 @@ SETTINGS_SPEC = {
         "default_setpoint_c": {"type": "float", "min": 5.0, "max": 32.0, "default": 21.0},
         "default_cool_setpoint_c": {"type": "float", "min": 5.0, "max": 35.0, "default": 25.0},
         "default_schedule": {"type": "list", "default": [], "doc": "[{'at': 'HH:MM', 'setpoint_c': n}]"},
+        "eco_after_h": {"type": "float", "min": 0.0, "max": 8760.0, "default": 0.0, "doc": "0: no eco fallback"},
+        "eco_setpoint_c": {"type": "float", "min": 5.0, "max": 30.0, "default": 16.0},
+        "eco_cool_setpoint_c": {"type": "float", "min": 20.0, "max": 35.0, "default": 29.0},
     },
 }
 

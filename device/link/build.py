@@ -99,3 +99,30 @@ def build_link(env, cfg: dict, device_id: str, policies: dict, commands=None):  
     )
     link = Link(env, cfg, device_id, engine, client_factory(cfg, device_id), make_resolver(cfg))
     return link, engine
+
+
+def attach_device(device, device_id: str):  # type: ignore[no-untyped-def]
+    """``(link, engine)`` for a ``device.boot.Device``: its apps' shadow policies, command handlers
+    (plus ``ping``, which every device answers) and bulk sources (clips: uploaded in chunks once
+    the outbox is drained). Here, not in ``device.boot``: an offline device never loads it."""
+    policies: dict = {}
+    handlers: dict = {"ping": _pinger(device)}  # cloud command name -> async handler(args)
+    sources: list = []
+    for app in device.apps:  # (the bed's handlers go through its envelope)
+        policies.update(getattr(app, "shadow_policies", {}))
+        handlers.update(getattr(app, "commands", {}))
+        sources.extend(getattr(app, "bulk_sources", ()))
+    link, engine = build_link(device.env, device.env.board["link"], device_id, policies, handlers)
+    if sources:
+        from device.link.bulk import BulkSender
+
+        engine.bulk = BulkSender(device.env.store, device_id, sources)
+    return link, engine
+
+
+def _pinger(device):  # type: ignore[no-untyped-def]
+    async def ping(args: dict) -> dict:
+        """Is the device alive, since when, how is it doing."""
+        return {"up_ms": device.env.clock.now_ms() - device.boot_ms, "health": device.health(), "echo": args}
+
+    return ping

@@ -50,7 +50,16 @@ if not hasattr(mqtt.Client, "_create_socket"):
 _CONNACK = 0x20
 _RC_PROTOCOL_ERROR = 0x82
 _RC_KEEPALIVE_TIMEOUT = 0x8D
-_READS_PER_WAKE = 64  # loop_read rounds while TLS holds decrypted bytes the fd will not signal
+_READS_PER_WAKE = 64  # loop_read rounds per wake while bytes already read wait (then the next loop turn)
+
+
+def _socket_failure(exc: OSError) -> str:
+    """The loss reason a socket error gives (reads and writes alike)."""
+    if isinstance(exc, ssl.SSLError):
+        return "tls"
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+        return "reset"
+    return "socket_error"
 
 
 class _Session(mqtt.Client):
@@ -96,6 +105,7 @@ class PahoClient(ClientBase):
         self._sock: WatchedSocket | None = None
         self._fd = -1
         self._writing = False
+        self._flush_soon = False  # a flush is scheduled for the end of this burst of publishes
         self._tls_verified = False  # the current connection is TLS with a verified broker certificate
         self._ticker: asyncio.Task | None = None
         self._connack: asyncio.Future | None = None
@@ -146,7 +156,9 @@ class PahoClient(ClientBase):
         if qos == 1:
             # Tracked even if the send just failed: paho keeps the message, so it is resent or dropped later.
             self._unacked[info.mid] = True
-        self._sync_writer()
+        if not self._flush_soon and self._loop is not None:
+            self._flush_soon = True  # once the caller's burst is over (it does not await between publishes)
+            self._loop.call_soon(self._on_writable)
         return info.mid if qos == 1 else 0
 
     def in_flight(self) -> int:
@@ -266,11 +278,7 @@ class PahoClient(ClientBase):
             self.counters["ping_timeouts"] += 1
             return "keepalive"
         if sock is not None and sock.error is not None:
-            if isinstance(sock.error, ssl.SSLError):
-                return "tls"
-            if isinstance(sock.error, (ConnectionResetError, BrokenPipeError)):
-                return "reset"
-            return "socket_error"
+            return _socket_failure(sock.error)
         if sock is not None and sock.eof:
             return "eof"
         if code == _RC_PROTOCOL_ERROR:
@@ -326,19 +334,36 @@ class PahoClient(ClientBase):
         sock = self._sock
         if waiter is not None and not waiter.done() and sock is not None and sock.head and sock.head[0] != _CONNACK:
             self._drop("not_our_broker")  # something other than a CONNACK came first: stop reading it
+        elif sock is not None and session.socket() is not None and sock.pending() and self._loop is not None:
+            self._loop.call_soon(self._on_readable)  # bytes already read: the fd will not wake us for them
         self._sync_writer()
 
     def _on_writable(self) -> None:
-        self._paho.loop_write()
+        self._flush_soon = False
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            if sock.flush() == 0 and self._paho.want_write():
+                self._paho.loop_write()  # packets it held back while our buffer was full
+                sock.flush()
+        except OSError as exc:
+            self._drop(_socket_failure(exc))
+            return
         self._sync_writer()
 
     def _sync_writer(self) -> None:
-        """Watch for writability exactly while paho has bytes queued."""
+        """Watch for writability exactly while bytes wait: in our socket's buffer, or queued in paho.
+
+        Publishing only buffers; the write happens when the loop next says writable, so a
+        burst of publishes from one engine turn leaves the host in one ``send``.
+        """
         fd = self._fd
         loop = self._loop
+        sock = self._sock
         if fd < 0 or loop is None:
             return
-        want = self._paho.want_write()
+        want = self._paho.want_write() or (sock is not None and sock.buffered() > 0)
         if want and not self._writing:
             loop.add_writer(fd, self._on_writable)
             self._writing = True

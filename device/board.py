@@ -148,6 +148,44 @@ LINK_SPEC = {
     },
 }
 
+LAN_SPEC = {
+    "type": "dict",
+    "default": {},
+    "doc": "the owner's LAN: HTTP API (device/lan/server.py), token key, Home Assistant over a 'lan' endpoint",
+    "fields": {
+        "http": {
+            "type": "dict",
+            "default": {},
+            "fields": {
+                "enabled": {"type": "bool", "default": False},
+                "bind": {"type": "str", "default": "0.0.0.0"},
+                "port": {"type": "int", "min": 0, "max": 65535, "default": 8080, "doc": "0: any free port"},
+                "max_conns": {"type": "int", "min": 1, "max": 64, "default": 4},
+                "max_line_bytes": {"type": "int", "min": 64, "max": 8192, "default": 512},
+                "max_header_bytes": {"type": "int", "min": 256, "max": 65536, "default": 2048},
+                "max_body_bytes": {"type": "int", "min": 0, "max": 1048576, "default": 4096},
+                "read_timeout_ms": {"type": "int", "min": 100, "max": 600000, "default": 5000},
+            },
+        },
+        "key_file": {
+            "type": "str",
+            "nullable": True,
+            "default": None,
+            "doc": "the device's token key (hex, from brickproof provision); null: control is refused",
+        },
+        "replay_window_ms": {"type": "int", "min": 1000, "max": 3600000, "default": 300000},
+        "ha": {
+            "type": "dict",
+            "default": {},
+            "fields": {
+                "enabled": {"type": "bool", "default": False, "doc": "needs a link endpoint with role 'lan'"},
+                "prefix": {"type": "str", "default": "homeassistant"},
+                "state_every_s": {"type": "int", "min": 1, "max": 3600, "default": 30},
+            },
+        },
+    },
+}
+
 _FAULT = {
     "type": "dict",
     "fields": {
@@ -210,6 +248,7 @@ BOARD_SPEC = {
         "hw": {"type": "dict", "values": _HW_PART, "default": {}},
         "apps": {"type": "dict", "values": {"type": "dict"}, "default": {}, "doc": "each app checks its own"},
         "link": LINK_SPEC,
+        "lan": LAN_SPEC,
         "sim": _SIM,
     },
 }

@@ -67,6 +67,9 @@ def build_env(board: dict, speed: float = 0.0, with_link: bool = False, clock=No
     kept = {"name": board["name"]}
     if with_link:
         kept["link"] = board["link"]
+    lan = board.get("lan")
+    if lan and (lan["http"]["enabled"] or lan["ha"]["enabled"]):
+        kept["lan"] = lan  # device/lan reads it
     return Env(clock, store, hw, rand, kept), world
 
 
@@ -83,6 +86,7 @@ class Device:
         self.link = None
         self.sync = None
         self.watchdog: object = None  # device.watchdog.WatchdogFeeder when the board has a watchdog
+        self.extra_tasks: list = []  # (name, coroutine function) run by start: the LAN server, HA bridge
 
     def attach_link(self, device_id: str) -> None:
         """Connect to the cloud per the board's ``link`` section (call before ``start``)."""
@@ -101,6 +105,8 @@ class Device:
             self.supervisor.spawn(app.name, app.run)
         if self.link is not None:
             self.supervisor.spawn("link", self.link.run)
+        for name, run in self.extra_tasks:
+            self.supervisor.spawn(name, run)
         hw = self.env.hw
         if hasattr(hw, "has") and (hw.has("status_led") or hw.has("watchdog")):
             from device.parttasks import start_part_tasks  # loaded only by boards with these parts

@@ -37,10 +37,18 @@ METRIC_HELP = {
     "peak_connects_per_s": "most connection attempts in one simulated second",
     "peak_connects_after_outage_per_s": "the same, after the last fault ended: the reconnect storm",
     "herd_cap_per_s": "the reconnect rate the fleet is designed to stay under",
+    "spread_s": "the per-device reconnect spread (simulated seconds); the herd cap is devices / spread",
+    "shards": "processes the fleet ran in (brickproof sim --shards)",
+    "peak_connects_per_real_s": "most connections the broker saw in one real second",
+    "peak_connects_after_outage_per_real_s": "the same, after the last fault ended (real seconds)",
     "resync_s": "after the last fault ended: until every outbox was drained",
     "fault_end_s": "when the last fault ended (simulated time); the bounds count from here",
     "bounds_s": "the scenario's bounds",
     "reboots": "device reboots (power events)",
+    "apps": "devices per app",
+    "bed": "beds: the safety envelope judged from the simulated truth (pads, base sections)",
+    "clips": "cameras: clips made, delivered whole to the cloud, waiting, dropped by the ring's budget, lost",
+    "log_lines": "device log lines by kind (first line of the kind: how many); the terminal shows each kind once",
     "shadow": "the shadow service's counters",
     "commands": "commands issued by the cloud and how they ended",
     "ok": "every invariant held",
@@ -52,6 +60,8 @@ INVARIANT_HELP = {
     "shadow_converged": ("every shadow converged within the scenario's bound", "shadow_converged_s"),
     "in_order": ("every lane arrived in order", "order_violations"),
     "resynced": ("every outbox drained within the scenario's bound", "resync_s"),
+    "bed_envelope": ("every bed stayed inside its safety envelope", ""),
+    "clips_exactly_once": ("every clip sent was delivered whole exactly once", ""),
 }
 
 
@@ -171,6 +181,22 @@ def summary_table(metrics: dict[str, Any]) -> str:
          + extra("after the outage", "peak_connects_after_outage_per_s")),
         ("resync", "%s after the last fault%s" % (v("resync_s"), bound("resync"))),
     ]  # fmt: skip
+    apps = section(m, "apps")
+    if len(apps) > 1:
+        rows.insert(1, ("apps", "  ".join("%s %s" % (k, fmt_value(k, apps[k])) for k in sorted(apps))))
+    bed = section(m, "bed")
+    if bed.get("beds"):
+        rows.append(("beds", "envelope breaches %s  pads %s..%s C  longest raised %s  stalled sections %s" % (
+            bed["breaches"], bed["pad_min_c"], bed["pad_max_c"], fmt_duration(bed["longest_raised_s"]),
+            bed["stalled_sections"])))  # fmt: skip
+    clips = section(m, "clips")
+    if clips.get("cameras"):
+        names = ("made", "delivered", "waiting", "dropped_on_device", "lost", "duplicated")
+        rows.append(("clips", "  ".join("%s %s" % (k.replace("_", " "), fmt_value(k, clips[k])) for k in names)))
+    log_lines = section(m, "log_lines")
+    if log_lines:
+        lines = sum(n for n in log_lines.values() if isinstance(n, int))
+        rows.append(("device log", "%s lines of %d kinds (each kind shown once)" % (f"{lines:,}", len(log_lines))))
     commands = section(m, "commands")
     if commands:
         shown = [k for k in _ordered(commands) if k == "issued" or commands[k]]  # the zeros are on the page

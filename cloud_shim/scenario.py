@@ -50,6 +50,7 @@ __all__ = [
     "link_overrides",
     "load_scenario",
     "parse_duration",
+    "with_apps",
 ]
 
 BUILTIN_DIR = Path(__file__).parent / "scenarios"
@@ -99,6 +100,18 @@ def check_scenario(doc: object, source: str = "<scenario>") -> dict[str, Any]:
             scenario[key] = value
     scenario["duration_ms"] = duration_ms
     return scenario
+
+
+def with_apps(scenario: dict[str, Any], apps: list[str]) -> dict[str, Any]:
+    """The scenario with its fleet split evenly over ``apps`` (``brickproof sim --apps``).
+
+    Events keep their targets; a state key or command naming one app reaches only that app's
+    devices (``cloud_shim.sim.fleet.state_for``). Raises ScenarioError for an unknown app or an
+    ``app`` target left without devices.
+    """
+    doc = {k: v for k, v in scenario.items() if k != "duration_ms"}
+    doc["fleet"] = dict(doc.get("fleet", {}), mix={app: 1 for app in apps})
+    return check_scenario(doc, "%s --apps %s" % (scenario["name"], ",".join(apps)))
 
 
 def endpoint_names(scenario: dict[str, Any]) -> list[str]:

@@ -122,14 +122,14 @@ LINK_SPEC = {
             "min": 0,
             "max": 10**9,
             "default": 600000,
-            "doc": "after an outage this long, reconnect after a per-device spread",
+            "doc": "after an outage this long, attempts move to the per-device slots of spread_ms",
         },
         "spread_ms": {
             "type": "int",
             "min": 0,
             "max": 3600000,
-            "default": 30000,
-            "doc": "the per-device spread (hash of the device id) after a long outage",
+            "default": 300000,
+            "doc": "after a long outage one attempt per spread_ms, on the device's phase (hash of its id)",
         },
         "ack_timeout_ms": {
             "type": "int",

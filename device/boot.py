@@ -87,6 +87,7 @@ class Device:
         self.sync = None
         self.watchdog: object = None  # device.watchdog.WatchdogFeeder when the board has a watchdog
         self.extra_tasks: list = []  # (name, coroutine function) run by start: the LAN server, HA bridge
+        self.lan_server: object = None  # device.lan.server.LanServer when the board serves the LAN API
 
     def attach_link(self, device_id: str) -> None:
         """Connect to the cloud per the board's ``link`` section (call before ``start``)."""
@@ -105,6 +106,11 @@ class Device:
             self.supervisor.spawn(app.name, app.run)
         if self.link is not None:
             self.supervisor.spawn("link", self.link.run)
+        lan = self.env.board.get("lan")
+        if lan and lan["http"]["enabled"]:
+            from device.lan.server import start_lan_server  # loaded only by boards serving the LAN API
+
+            start_lan_server(self)  # appends ("lan", server.run) to extra_tasks
         for name, run in self.extra_tasks:
             self.supervisor.spawn(name, run)
         hw = self.env.hw

@@ -100,6 +100,7 @@ def main(argv: list) -> int:
             if board["storage"]["backend"] == "memory":
                 raise ValueError("--store needs a board whose storage backend keeps files (sqlite, log)")
             board["storage"]["path"] = opts["store"]
+            app_settings = config.configure_apps(board, [opts["app"]])  # settings derived from the path follow it
     except (ValueError, BrickproofError, OSError) as exc:
         print("error: %s" % exc)
         print(_USAGE)

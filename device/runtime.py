@@ -27,7 +27,6 @@ Task states in ``stats()``:
 
 import asyncio
 
-from device.core.backoff import Backoff
 from device.errors import TaskError
 from device.log import get_logger
 
@@ -51,11 +50,11 @@ def describe_error(exc: BaseException) -> str:
 class _Slot:
     """Book-keeping for one supervised task."""
 
-    def __init__(self, name: str, factory, restart: bool, backoff: Backoff) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, name: str, factory, restart: bool) -> None:  # type: ignore[no-untyped-def]
         self.name = name
         self.factory = factory
         self.restart = restart
-        self.backoff = backoff
+        self.backoff = None  # made at the first crash: a healthy device never loads the backoff code
         self.state = PENDING
         self.crashes = 0
         self.restarts = 0
@@ -77,7 +76,7 @@ class Supervisor:
     def __init__(self, clock, report=None, backoff_factory=None, name: str = "runtime", rand=None) -> None:  # type: ignore[no-untyped-def]
         self._clock = clock
         self._report = report
-        self._backoff_factory = backoff_factory if backoff_factory is not None else Backoff
+        self._backoff_factory = backoff_factory  # None: Backoff() (imported on the first crash)
         self._rand = rand
         self._log = get_logger(name)
         self._slots: dict = {}
@@ -95,7 +94,7 @@ class Supervisor:
         old = self._slots.get(name)
         if old is not None and old.state not in _FINISHED:
             raise TaskError("a task named '%s' is already supervised; pick another name" % name)
-        slot = _Slot(name, factory, restart, self._backoff_factory())
+        slot = _Slot(name, factory, restart)
         self._slots[name] = slot
         if self._started:
             self._launch(slot)
@@ -189,11 +188,21 @@ class Supervisor:
             slot.state = FAILED
             self._log.error("task %s crashed (%d): %s; not restarted", slot.name, slot.crashes, error)
             return None
-        slot.backoff.record_success(ran_ms)
-        delay_ms = slot.backoff.next_delay_ms(self._rand)
+        backoff = slot.backoff
+        if backoff is None:
+            backoff = slot.backoff = self._new_backoff()
+        backoff.record_success(ran_ms)
+        delay_ms = backoff.next_delay_ms(self._rand)
         slot.state = BACKOFF
         self._log.error("task %s crashed (%d): %s; restart in %d ms", slot.name, slot.crashes, error, delay_ms)
         return delay_ms
+
+    def _new_backoff(self):  # type: ignore[no-untyped-def]
+        if self._backoff_factory is not None:
+            return self._backoff_factory()
+        from device.core.backoff import Backoff
+
+        return Backoff()
 
     async def _send_report(self, slot: _Slot, error: str, delay_ms: int | None) -> None:
         report = self._report

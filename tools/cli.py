@@ -42,6 +42,12 @@ def _build_parser() -> argparse.ArgumentParser:
     from tools import boardcheck
 
     boardcheck.add_parser(sub)
+    from tools import token
+
+    token.add_parser(sub)
+    from tools import torture
+
+    torture.add_parser(sub)
     return parser
 
 

@@ -9,8 +9,11 @@ resolved and defaults filled in) and ``/manifest.json`` (path -> sha256 and
 size). The board's own ``/manifest.json`` says what it holds; files whose
 hash differs are copied, files no longer in the image are removed, every
 image file is then hashed ON the board and compared, a mismatch is copied
-again once, and the new manifest is written last (an interrupted flash is
-simply redone). Finally the board is soft reset and runs ``main.py``.
+again once, and the new manifest is written last. Before any file changes,
+the board's manifest loses the entries of the files about to change, so a
+flash cut short (a full filesystem, a lost link) never leaves a half-written
+file listed as current: the next flash copies it again. Finally the board is
+hard reset (``machine.reset()``) and runs ``main.py``.
 
 P is a serial device or ``socket://HOST:PORT`` (the virtual board).
 Exit 0 done; 1 the board failed (does not answer, filesystem full, a hash
@@ -103,6 +106,13 @@ def plan(local: dict[str, dict[str, Any]], on_board: dict[str, Any]) -> tuple[li
     copy = sorted(p for p, meta in local.items() if _sha(on_board.get(p)) != meta["sha256"])
     delete = sorted(p for p in on_board if p not in local and p != MANIFEST)
     return copy, delete
+
+
+def manifest_without(on_board: dict[str, Any], paths: list[str]) -> bytes:
+    """The board's manifest with ``paths`` dropped: what stays true while they are rewritten."""
+    gone = set(paths)
+    kept = {p: meta for p, meta in on_board.items() if p not in gone}
+    return json.dumps({"files": kept}, sort_keys=True).encode()
 
 
 def _sha(meta: object) -> str | None:
@@ -213,7 +223,11 @@ def write_files(board: Board, files: list[tuple[str, bytes]]) -> None:
         except BoardError as exc:
             if f"OSError: {_ENOSPC}" in str(exc) or "ENOSPC" in str(exc):
                 where = code.split("'", 2)[1]
-                raise BoardError(EXIT_BOARD, f"board filesystem full while writing {where}") from None
+                raise BoardError(
+                    EXIT_BOARD,
+                    f"board filesystem full while writing {where}; the board's manifest lists only files"
+                    " already verified (free space, then flash again)",
+                ) from None
             raise
 
 
@@ -240,7 +254,8 @@ def flash(
         "image_bytes": sum(len(d) for d in image.values()) + len(manifest),
     }
     with Board(port, timeout_s) as board:
-        copy, delete = plan(local, parse_manifest(board.run(_READ_MANIFEST)))
+        on_board = parse_manifest(board.run(_READ_MANIFEST))
+        copy, delete = plan(local, on_board)
         figures["copy"], figures["delete"] = copy, delete
         figures["copy_bytes"] = sum(len(image[p]) for p in copy)
         if dry_run:
@@ -249,6 +264,10 @@ def flash(
         free = free_bytes(board)
         if free is not None and free < figures["copy_bytes"]:
             raise BoardError(EXIT_BOARD, f"board filesystem full: {figures['copy_bytes']} bytes to copy, {free} free")
+        if copy or delete:
+            # Files about to change leave the board's manifest first: a flash cut short (a full
+            # filesystem, a lost link) never leaves a half-written file listed as current.
+            write_files(board, [(MANIFEST, manifest_without(on_board, copy + delete))])
         if copy:
             board.run(_MKDIRS % (_dirs_for(copy),))
         write_files(board, [(p, image[p]) for p in copy])

@@ -95,9 +95,17 @@ class Board:
             raise BoardError(EXIT_BOARD, f"board on {self.port} did not come back from a soft reset") from None
 
     def reset_and_run(self) -> None:
-        """Leave the raw REPL and soft reset, so the board boots and runs ``main.py``."""
-        self.transport.exit_raw_repl()
-        self.transport.serial.write(b"\x04")
+        """Hard reset (``machine.reset()``): the board boots as at power-on and runs ``main.py``.
+
+        A soft reset would not do: ``main.py`` does not start the device after one
+        (it leaves the REPL to ``mpremote``).
+        """
+        from mpremote.transport import TransportError
+
+        try:
+            self.transport.exec_raw_no_follow("import machine\nmachine.reset()")
+        except TransportError:
+            pass  # the board went down before it acknowledged: it is resetting
 
 
 def _last_line(text: str) -> str:

@@ -10,6 +10,8 @@ Writes into ``--out``::
     broker.pem  broker.key        broker certificate (SAN: --broker-host names, localhost, 127.0.0.1)
     <id>.pem  <id>.key            device certificate (CN = device id, clientAuth) and key, PEM
     <id>.der  <id>.key.der        the same in DER, for MicroPython's ssl (mbedtls)
+    <id>.lankey                   the device's LAN token key: 32 random bytes, hex, 0600; kept when
+                                  it exists (replacing it would void every token issued for it)
 
 An existing CA (``ca.pem`` + ``ca.key`` in ``--ca-dir``, default ``--out``) is
 reused, so devices provisioned later still chain to the broker's CA. Keys are
@@ -55,6 +57,7 @@ class DeviceFiles:
     key: Path  # PEM (PKCS#8)
     cert_der: Path
     key_der: Path
+    lankey: Path | None = None  # LAN token root key (device/lan/token.py); never printed
 
     def tls(self, ca: Path) -> dict[str, str]:
         """The ``tls`` option of an MQTT client (``device/link/client.py``)."""
@@ -122,6 +125,7 @@ def provision(
             key=out / (device_id + ".key"),
             cert_der=out / (device_id + ".der"),
             key_der=out / (device_id + ".key.der"),
+            lankey=_lankey(out, device_id),
         )
         _write_pair(files.cert, files.key, cert, key, serialization.Encoding.PEM)
         _write_pair(files.cert_der, files.key_der, cert, key, serialization.Encoding.DER)
@@ -184,6 +188,23 @@ def _is_dns_name(text: str) -> bool:
     if labels[0] == "*":  # a wildcard is allowed as the leftmost label only
         labels = labels[1:]
     return 0 < len(text) <= 253 and bool(labels) and all(_HOST_LABEL.match(label) for label in labels)
+
+
+# -- LAN token key ---------------------------------------------------------------
+
+
+def _lankey(out: Path, device_id: str) -> Path:
+    """Write ``<id>.lankey`` (32 random bytes as hex, 0600) unless a usable one is there."""
+    path = out / (device_id + ".lankey")
+    try:
+        text = path.read_text().strip()
+        if len(text) == 64 and bytes.fromhex(text):
+            os.chmod(path, 0o600)
+            return path
+    except (OSError, ValueError):
+        pass
+    _write(path, (os.urandom(32).hex() + "\n").encode(), 0o600)
+    return path
 
 
 # -- certificates --------------------------------------------------------------
@@ -331,4 +352,6 @@ def handle(args: argparse.Namespace) -> int:
     out.write(f"broker {bundle.broker_cert} (SAN: {', '.join(bundle.broker_hosts)})\n")
     for files in bundle.devices.values():
         out.write(f"device {files.device_id}: {files.cert} {files.key} {files.cert_der} {files.key_der}\n")
+        if files.lankey is not None:
+            out.write(f"device {files.device_id}: LAN token key {files.lankey}\n")
     return 0

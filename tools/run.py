@@ -16,9 +16,10 @@ from device.boot import run_device
 from device.config import APP_NAMES, configure_apps
 from device.errors import ConfigError
 from device.link.build import parse_broker_url
+from hw.sim.faults import ALL_FAULTS
 from tools.store_cmd import add_store_option, storage_config
 
-FAULT_KINDS = ("stuck", "nan", "out_of_range", "disconnected", "stuck_off", "stuck_on")
+FAULT_KINDS = ALL_FAULTS  # a part's own kinds are checked when the board is built
 
 
 def add_parser(sub: Any) -> None:
@@ -58,7 +59,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--broker",
         metavar="URL",
-        help="sync with this broker: mqtt://HOST:PORT or mqtts://HOST:PORT (replaces the board's endpoints)",
+        help="sync with this broker: mqtt://HOST:PORT or mqtts://HOST:PORT (replaces the board's cloud endpoints)",
     )
     p.add_argument("--device-id", help="MQTT client and topic id (default: the board's link.client_id, else its name)")
     p.add_argument("--ca", help="CA certificate (PEM) that signed the broker's certificate (mqtts)")
@@ -124,6 +125,10 @@ def _temp(value: float | None) -> str:
 def status_line(status: dict[str, Any], app: str) -> str:
     a = status.get(app, {})
     when = _clock_text(status["t_ms"], status["wall_ms"])
+    if app == "bed":
+        return f"{when}  {_bed_status(a)}"
+    if app == "camera":
+        return f"{when}  {_camera_status(a)}"
     sp = a.get("setpoint_c")
     if sp is None:
         return f"{when}  starting"
@@ -132,6 +137,36 @@ def status_line(status: dict[str, Any], app: str) -> str:
     return (
         f"{when}  room {_temp(a.get('temp_c'))}  set {sp:4.1f}C  heat {heat}  cool {cool}  "
         f"mode {a.get('mode')!s:4}  health {a.get('health')}"
+    )
+
+
+def _bed_status(a: dict[str, Any]) -> str:
+    if "left" not in a:
+        return "starting"
+    sides = []
+    for side in ("left", "right"):
+        st = a[side]
+        drive = "heat" if st.get("heat") else "cool" if st.get("cool") else "idle"
+        capped = " capped" if st.get("capped") else ""
+        sides.append(f"{side} {_temp(st.get('temp_c'))} set {st.get('effective_c', 0):4.1f}C {drive:4}{capped}")
+    base = []
+    for section in ("head", "foot"):
+        sec = a.get(section, {})
+        pos = sec.get("position_pct")
+        where = "--" if pos is None else format(pos, "3.0f")
+        fault = f" {sec['fault'].upper()}" if sec.get("fault") else ""
+        base.append(f"{section} {where}%->{sec.get('target_pct', 0):3.0f}%{fault}")
+    flatten = f"  flatten {a['flatten']}" if a.get("flatten") else ""
+    return f"{'  '.join(sides)}  {'  '.join(base)}{flatten}  health {a.get('health')}"
+
+
+def _camera_status(a: dict[str, Any]) -> str:
+    if "events" not in a:
+        return "starting"
+    moving = "MOTION" if a.get("moving") else "still "
+    return (
+        f"{moving} ({a.get('changed_permille', 0):3d} per mille changed)  events {a['events']}  "
+        f"clips {a.get('clips')} ({a.get('clip_bytes', 0) / 1024:.1f} KiB)  health {a.get('health')}"
     )
 
 
@@ -147,13 +182,8 @@ def _add_faults(board: dict[str, Any], faults: list[dict[str, Any]]) -> None:
         board["sim"]["faults"].append(fault)
 
 
-def format_summary(summary: dict[str, Any], app: str, real_s: float) -> list[str]:
-    a = summary.get(app, {})
-    sim_s = summary["sim_ms"] / 1000
-    lines = [
-        f"summary: {sim_s / 3600:.2f} simulated hours in {real_s:.2f} s real ({sim_s / max(real_s, 1e-9):.0f}x)",
-        f"  control ticks      {a.get('ticks')}  (mean {a.get('tick_us_mean')} us, max {a.get('tick_us_max')} us)",
-    ]
+def _thermostat_lines(summary: dict[str, Any], a: dict[str, Any]) -> list[str]:
+    lines = []
     world = summary.get("world")
     if world:
         lines.append(
@@ -173,9 +203,42 @@ def format_summary(summary: dict[str, Any], app: str, real_s: float) -> list[str
             f"  heater             on {heat_pct:.1f}% of the time, {a.get('heater_switches')} switches;  "
             f"cooler on {cool_pct:.1f}%, {a.get('cooler_switches')} switches"
         )
-    lines += [
+    lines.append(
         f"  min on/off         {a.get('min_on_violations')} / {a.get('min_off_violations')} violations;  "
-        f"{a.get('safety_cutoffs')} safety cut-offs",
+        f"{a.get('safety_cutoffs')} safety cut-offs"
+    )
+    return lines
+
+
+def _app_lines(summary: dict[str, Any], app: str, a: dict[str, Any]) -> list[str]:
+    if app == "bed":
+        return [
+            f"  requests           {a.get('presses')} button presses; {a.get('requests_limited')} limited, "
+            f"{a.get('requests_rejected')} rejected by the envelope;  health at the end {a.get('health')}"
+        ]
+    if app == "camera":
+        ring = a.get("ring") or {}
+        return [
+            f"  motion             {a.get('motion_events')} events ({a.get('suppressed_by_cooldown')} suppressed by "
+            f"the cool-down), {a.get('frames')} frames",
+            f"  clips              {ring.get('clips')} kept ({ring.get('used_bytes')} of {ring.get('budget_bytes')} "
+            f"bytes), {ring.get('evicted')} evicted by the budget",
+        ]
+    return []
+
+
+def format_summary(summary: dict[str, Any], app: str, real_s: float) -> list[str]:
+    a = summary.get(app, {})
+    sim_s = summary["sim_ms"] / 1000
+    lines = [
+        f"summary: {sim_s / 3600:.2f} simulated hours in {real_s:.2f} s real ({sim_s / max(real_s, 1e-9):.0f}x)",
+        f"  control ticks      {a.get('ticks')}  (mean {a.get('tick_us_mean')} us, max {a.get('tick_us_max')} us)",
+    ]
+    if app == "thermostat":
+        lines += _thermostat_lines(summary, a)
+    else:
+        lines += _app_lines(summary, app, a)
+    lines += [
         f"  faults             sensor errors {a.get('sensor_errors')}, store errors {a.get('store_errors')}, "
         f"task crashes {summary['task_crashes']}",
         f"  outbox             {summary['outbox_records']} records, {summary['outbox_bytes']} bytes queued for the "
@@ -197,7 +260,9 @@ def _link_options(board: dict[str, Any], args: argparse.Namespace) -> str | None
     """Apply --broker and friends to the board's link section; return the device id, None for offline."""
     link = board["link"]
     if args.broker:
-        link["endpoints"] = [parse_broker_url(args.broker)]
+        # The cloud endpoints give way; a LAN broker (role "lan", Home Assistant) stays.
+        lan = [ep for ep in link["endpoints"] if ep["role"] == "lan"]
+        link["endpoints"] = [parse_broker_url(args.broker), *lan]
     for name in ("ca", "cert", "key"):
         path = getattr(args, name)
         if path is not None:

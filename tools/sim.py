@@ -26,6 +26,13 @@ def _speed(text: str) -> float:
     return value
 
 
+def _apps(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError("expected distinct app names separated by commas, got %r" % text)
+    return names
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "sim",
@@ -42,6 +49,20 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="pace after the last fault ends (default 60, at most --speed)",
     )
+    p.add_argument(
+        "--apps",
+        type=_apps,
+        default=None,
+        metavar="APP,APP",
+        help="split the fleet evenly over these apps, e.g. thermostat,bed,camera (default: the scenario's mix)",
+    )
+    p.add_argument(
+        "--shards",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="run the fleet in N processes against one broker and merge the verdict (default 1: one process)",
+    )
     p.add_argument("--seed", type=int, default=1, help="the fault timeline and the homes follow from it (default 1)")
     p.add_argument("--report", type=Path, default=None, help="write metrics.json, series.json and index.html here")
     p.add_argument("--list", action="store_true", help="name the built-in scenarios")
@@ -52,8 +73,9 @@ def add_parser(sub: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     from cloud_shim.broker import BrokerError, mosquitto_path
     from cloud_shim.report import summary_table
-    from cloud_shim.scenario import ScenarioError, builtin_names, load_scenario
+    from cloud_shim.scenario import ScenarioError, builtin_names, load_scenario, with_apps
     from cloud_shim.sim.runner import DEFAULT_RECOVERY_SPEED, simulate
+    from cloud_shim.sim.shards import check_shardable, simulate_sharded
     from tools.cli import UsageError
 
     if args.list:
@@ -62,6 +84,9 @@ def handle(args: argparse.Namespace) -> int:
         return 0
     try:
         scenario = load_scenario(args.scenario)
+        if args.apps:
+            scenario = with_apps(scenario, args.apps)
+        check_shardable(scenario, args.shards)
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
     try:
@@ -71,7 +96,12 @@ def handle(args: argparse.Namespace) -> int:
     raise_fd_limit()
     recovery = args.recovery_speed if args.recovery_speed is not None else DEFAULT_RECOVERY_SPEED
     progress = None if args.quiet else sys.stderr
-    metrics, _ = simulate(scenario, args.devices, args.speed, args.seed, args.report, recovery, progress)
+    if args.shards > 1:
+        metrics, _ = simulate_sharded(
+            scenario, args.devices, args.shards, args.speed, args.seed, args.report, recovery, progress
+        )
+    else:
+        metrics, _ = simulate(scenario, args.devices, args.speed, args.seed, args.report, recovery, progress)
     sys.stdout.write(summary_table(metrics) + "\n")
     if args.report is not None:
         sys.stdout.write("report: %s\n" % (args.report / "index.html"))

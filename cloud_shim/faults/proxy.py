@@ -26,6 +26,11 @@ means both (``drop_pubacks`` defaults to ``down``). Modes:
 * ``slow_close``    forward, but pass a close on only after ``ms``
 * ``drop_pubacks``  parse the MQTT stream (fixed header + remaining length) and drop
                     PUBACK packets (type 4), everything else intact
+* ``linger_close``  forward ``n`` more bytes, then go silent and close (FIN) only after
+                    ``ms``: the peer is gone but the device hears of it late
+* ``stall``         new TCP connects never complete (a listener whose accept queue is
+                    full: SYNs are dropped), so the device's connect times out; open
+                    connections are left alone
 
 Per device: ``set_offline(client_ids, True)`` cuts those MQTT clients off (their
 home's internet is down): their open connections are reset, and a new one is
@@ -61,8 +66,10 @@ MODES = (
     "slicer",
     "slow_close",
     "drop_pubacks",
+    "linger_close",
+    "stall",
 )
-_LISTENER_MODES = ("refuse", "reject", "blackhole")
+_LISTENER_MODES = ("refuse", "reject", "blackhole", "stall")
 DIRECTIONS = ("up", "down")
 CONNECT_TIMEOUT_S = 5.0
 _READ_SIZE = 65536
@@ -85,6 +92,7 @@ COUNTER_NAMES = (
     "cuts",  # limit fired
     "killed",  # kill_all
     "offline_resets",  # connections of clients set offline
+    "lingered",  # linger_close fired
 )
 
 
@@ -139,6 +147,7 @@ class _Conn:
         self.tasks: list[asyncio.Task[None]] = []
         self.closed = False
         self.client_id: str | None = None  # from the device's CONNECT
+        self.lingering = False  # linger_close: the close is on its way
 
     def close(self, reset: bool) -> None:
         if self.closed:
@@ -210,7 +219,7 @@ class _Conn:
         assert writer is not None
         counters = self.proxy.counters
         try:
-            if pipe.mode in ("reset_after", "limit"):
+            if pipe.mode in ("reset_after", "limit", "linger_close"):
                 room = max(0, pipe.n - self.sent[direction])
                 part = data[:room]
                 if part:
@@ -220,6 +229,8 @@ class _Conn:
                     counters["bytes_" + direction] += len(part)
                     counters["writes_" + direction] += 1
                 if self.sent[direction] >= pipe.n:
+                    if pipe.mode == "linger_close":
+                        return await self._linger(pipe)
                     counters["resets" if pipe.mode == "reset_after" else "cuts"] += 1
                     self.close(reset=pipe.mode == "reset_after")
                     return False
@@ -244,6 +255,15 @@ class _Conn:
             self.close(reset=True)
             return False
         return True
+
+    async def _linger(self, pipe: Pipe) -> bool:
+        """``linger_close``: the byte budget is spent; close (FIN) only after ``pipe.ms``."""
+        if not self.lingering:
+            self.lingering = True
+            self.proxy.counters["lingered"] += 1
+            await asyncio.sleep(pipe.ms / 1000)
+            self.close(reset=False)
+        return False
 
     async def _end_of_stream(self, direction: str, reset: bool) -> None:
         """One side closed (or reset). The device side closing ends everything; the broker's may be held."""
@@ -274,6 +294,7 @@ class FaultProxy(ThreadServed):
         self._conns: set[_Conn] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self.offline: set[str] = set()  # MQTT client ids cut off (see set_offline)
+        self._stall: list[socket.socket] = []  # stall: the full listener and the connects that fill it
 
     # ---------------------------------------------------------------- state
 
@@ -292,10 +313,33 @@ class FaultProxy(ThreadServed):
         await self._open_listener()
 
     async def _open_listener(self) -> None:
+        self._unstall()
         if self._server is not None:
             return
         self._server = await asyncio.start_server(self._on_client, self.host, self.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
+
+    def _stall_listener(self) -> None:
+        """Listen with a backlog of 0 and fill it: the kernel then drops new SYNs (connects hang)."""
+        self._close_listener()
+        if self._stall:
+            return
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, self.port))
+        listener.listen(0)
+        self._stall.append(listener)
+        for _ in range(3):  # more than a backlog of 0 admits
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError, OSError):
+                filler.connect((self.host, self.port))
+            self._stall.append(filler)
+
+    def _unstall(self) -> None:
+        for sock in reversed(self._stall):
+            sock.close()
+        self._stall = []
 
     def _close_listener(self) -> None:
         # Not wait_closed(): on newer Pythons it waits for every open connection too.
@@ -314,7 +358,7 @@ class FaultProxy(ThreadServed):
             directions = (direction,)
         else:
             raise ValueError("direction must be 'up', 'down' or None (both)")
-        if mode in ("reset_after", "limit") and n < 0:
+        if mode in ("reset_after", "limit", "linger_close") and n < 0:
             raise ValueError(mode + " needs n >= 0")
         if mode == "throttle" and rate <= 0:
             raise ValueError("throttle needs rate > 0 (bytes/s)")
@@ -323,6 +367,10 @@ class FaultProxy(ThreadServed):
             self.listen_mode = mode
             if mode == "refuse":
                 self._close_listener()
+                self._unstall()
+                return
+            if mode == "stall":
+                self._stall_listener()
                 return
             await self._open_listener()
             if mode != "blackhole":
@@ -358,6 +406,7 @@ class FaultProxy(ThreadServed):
 
     async def aclose(self) -> None:
         self._close_listener()
+        self._unstall()
         await self.akill_all()
         handlers = list(self._handlers)
         for task in handlers:

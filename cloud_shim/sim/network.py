@@ -33,21 +33,34 @@ def host_name(endpoint: str) -> str:
     return endpoint + ".bp.sim"
 
 
+def fleet_broker() -> tuple[Mosquitto, str]:
+    """The fleet's mosquitto (not started) and its state directory (the caller removes it)."""
+    # Persistence keeps sessions and retained desired documents across a broker restart, as a
+    # production broker would; the fleet reconnects with clean_session false.
+    state_dir = tempfile.mkdtemp(prefix="bp-sim-broker-")
+    os.chmod(state_dir, 0o777)  # mosquitto drops root for its own user
+    persist = "persistence true\npersistence_location %s/\nautosave_interval 30" % state_dir
+    return Mosquitto(extra_config=persist), state_dir
+
+
 class SimNetwork:
-    def __init__(self) -> None:
-        # Persistence keeps sessions and retained desired documents across a broker restart, as a
-        # production broker would; the fleet reconnects with clean_session false.
-        self._state_dir = tempfile.mkdtemp(prefix="bp-sim-broker-")
-        os.chmod(self._state_dir, 0o777)  # mosquitto drops root for its own user
-        persist = "persistence true\npersistence_location %s/\nautosave_interval 30" % self._state_dir
-        self.broker = Mosquitto(extra_config=persist)
+    """``broker_port``: use that broker (another process owns it: a shard of a fleet), else start one."""
+
+    def __init__(self, broker_port: int | None = None) -> None:
+        self.broker: Mosquitto | None = None
+        self._state_dir: str | None = None
+        if broker_port is None:
+            self.broker, self._state_dir = fleet_broker()
+            broker_port = self.broker.port
+        self.port = broker_port
         self.dns = FakeDnsServer()
-        self.proxies = {name: FaultProxy(LOOPBACK, self.broker.port) for name in ENDPOINTS}
+        self.proxies = {name: FaultProxy(LOOPBACK, self.port) for name in ENDPOINTS}
         self.wrong: dict[str, NotABroker] = {}
         self.broker_down = False
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.broker.start)
+        if self.broker is not None:
+            await asyncio.to_thread(self.broker.start)
         await self.dns.serve()
         for name, proxy in self.proxies.items():
             await proxy.serve()
@@ -101,6 +114,8 @@ class SimNetwork:
         raise ValueError("not a network event: %r" % (do,))
 
     async def _broker(self, action: str) -> str:
+        if self.broker is None:
+            raise ValueError("broker events need the simulator's own broker (one process, no shards)")
         if action in ("kill", "stop", "restart"):
             if not self.broker_down:
                 await asyncio.to_thread(self.broker.kill if action == "kill" else self.broker.stop)
@@ -123,5 +138,7 @@ class SimNetwork:
         await self.dns.aclose()
         for wrong in self.wrong.values():
             wrong.close()
-        await asyncio.to_thread(self.broker.close)
-        shutil.rmtree(self._state_dir, ignore_errors=True)
+        if self.broker is not None:
+            await asyncio.to_thread(self.broker.close)
+        if self._state_dir is not None:
+            shutil.rmtree(self._state_dir, ignore_errors=True)

@@ -33,6 +33,10 @@ class Recorder:
         self.connects_per_s: list[int] = []
         self.marks: list[dict[str, Any]] = []
         self._connects_seen = 0
+        # The same per real second: what the broker sees, whatever pace simulated time keeps.
+        self.real_peak = {"all": 0, "after_outage": 0}
+        self._real_bin: int | None = None
+        self._real_base = 0
 
     def sample(self, t_s: float) -> dict[str, int]:
         """One sample of the fleet at simulated second ``t_s``; returns the link state counts."""
@@ -61,6 +65,18 @@ class Recorder:
         self.connect_t_s.append(round(t_s, 1))
         self.connects_per_s.append(total - self._connects_seen)
         self._connects_seen = total
+
+    def count_connects_real(self, real_s: float, total: int, after_outage: bool) -> None:
+        """Called often (every driver turn) with real seconds and the running connect count."""
+        now_bin = int(real_s)
+        if self._real_bin is None:
+            self._real_bin, self._real_base = now_bin, total
+        elif now_bin != self._real_bin:
+            n = total - self._real_base  # the second just ended (and any quiet ones before this call)
+            self.real_peak["all"] = max(self.real_peak["all"], n)
+            if after_outage:
+                self.real_peak["after_outage"] = max(self.real_peak["after_outage"], n)
+            self._real_bin, self._real_base = now_bin, total
 
     def mark(self, t_s: float, label: str) -> None:
         self.marks.append({"t_s": round(t_s, 1), "label": label})

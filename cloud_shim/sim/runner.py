@@ -25,6 +25,7 @@ import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,7 +33,9 @@ from cloud_shim.commands import CommandIssuer
 from cloud_shim.ledger import Ledger, LedgerSubscriber
 from cloud_shim.scenario import bounds_ms, endpoint_names, expand, fleet_for, last_fault_end_ms, link_overrides
 from cloud_shim.shadow_service import ShadowService, app_policies
-from cloud_shim.sim.fleet import SimFleet, state_key
+from cloud_shim.sim.appchecks import ClipFeed, check_beds, check_cameras
+from cloud_shim.sim.fleet import SimFleet, owner_app, state_for
+from cloud_shim.sim.fleetlog import FleetLog
 from cloud_shim.sim.network import SimNetwork
 from cloud_shim.sim.recorder import Recorder
 from device.clock import VirtualClock
@@ -54,26 +57,32 @@ class Run:
         seed: int,
         recovery_speed: float = DEFAULT_RECOVERY_SPEED,
         progress: IO[str] | None = None,
+        shard: tuple[int, int] = (0, 1),
+        broker_port: int | None = None,
     ) -> None:
         self.scenario = scenario
         self.seed = seed
         self.speed = float(speed if speed is not None else scenario["speed"])
         self.recovery_speed = min(recovery_speed, self.speed)
-        self.specs = fleet_for(scenario, devices, seed)
-        self.events = expand(scenario, self.specs, seed)
+        fleet = fleet_for(scenario, devices, seed)
+        self.events = expand(scenario, fleet, seed)  # picks over the whole fleet: every shard agrees
+        self.shard = shard
+        self.specs = fleet[shard[0] :: shard[1]]
         self.fault_end_ms = last_fault_end_ms(self.events)
         self.bounds = bounds_ms(scenario)
         self.end_ms = int(scenario["duration_ms"])
         self.progress = progress
         self.clock = VirtualClock(speed=self.speed)
         self.clock.set_wall_ms(START_WALL_MS)
-        self.network = SimNetwork()
+        self.network = SimNetwork(broker_port)
         self.ledger = Ledger(clock_ms=lambda: self.clock.wall_ms() or 0)
         self.ledger_sub: LedgerSubscriber | None = None
         self.fleet: SimFleet | None = None
         self.recorder: Recorder | None = None
         self.shadow: ShadowService | None = None
         self.commands: CommandIssuer | None = None
+        self.clips: ClipFeed | None = None
+        self.log = FleetLog(progress)
         self._services: list[Any] = []
         self._queue: list[tuple[int, int, dict[str, Any]]] = []
         self._resynced_ms: int | None = None
@@ -95,11 +104,13 @@ class Run:
 
     async def _start(self, workdir: Path) -> None:
         await self.network.start()
-        port = self.network.broker.port
+        port = self.network.port
         wall = self.clock.wall_ms
-        tag = "%d-%d" % (self.seed, id(self))
+        tag = "%d-%d-%d" % (self.seed, self.shard[0], id(self))
+        ids = [s["id"] for s in self.specs]
+        followed = ids if self.shard[1] > 1 else None  # a shard hears only its own devices
         self.ledger_sub = LedgerSubscriber(
-            "127.0.0.1", port, None, client_id="ledger-" + tag, ledger=self.ledger, persistent=True
+            "127.0.0.1", port, followed, client_id="ledger-" + tag, ledger=self.ledger, persistent=True
         )
         self.shadow = ShadowService(
             "127.0.0.1",
@@ -111,6 +122,10 @@ class Run:
         )
         self.commands = CommandIssuer("127.0.0.1", port, wall_ms=wall, client_id="commands-" + tag)
         services: tuple[Any, ...] = (self.ledger_sub, self.shadow, self.commands)
+        cameras = [s["id"] for s in self.specs if s["app"] == "camera"]
+        if cameras:
+            self.clips = ClipFeed("127.0.0.1", port, "clips-" + tag, cameras)
+            services += (self.clips,)
         for service in services:
             await asyncio.to_thread(service.start)
             self._services.append(service)
@@ -137,8 +152,10 @@ class Run:
                 if follow_up is not None:
                     serial += 1
                     heapq.heappush(self._queue, (follow_up["at_ms"], serial, follow_up))
+            connects = self.network.connects()
+            recorder.count_connects_real(time.monotonic(), connects, now >= self.fault_end_ms)
             if now >= next_bin:
-                recorder.count_connects(now / 1000, self.network.connects())
+                recorder.count_connects(now / 1000, connects)
                 next_bin += CONNECT_BIN_MS
             if now >= next_sample:
                 self._sample(now)
@@ -171,16 +188,22 @@ class Run:
             return None
         if do == "desired":
             assert self.shadow is not None
-            for dev in event["devices"]:
-                app = self.fleet.by_id[dev].app
-                self.shadow.set_desired(dev, {state_key(app, k): v for k, v in event["state"].items()})
-            self.recorder.mark(t_s, "desired state for %d devices" % len(event["devices"]))
+            count = 0
+            for dev in [d for d in event["devices"] if d in self.fleet.by_id]:  # this shard's
+                state = state_for(self.fleet.by_id[dev].app, event["state"])
+                if state:  # in a mixed fleet, another app's keys skip this device
+                    self.shadow.set_desired(dev, state)
+                    count += 1
+            self.recorder.mark(t_s, "desired state for %d devices" % count)
             return None
         if do == "command":
             assert self.commands is not None
-            for dev in event["devices"]:
+            owner = owner_app(event["name"])
+            mine = [self.fleet.by_id[d] for d in event["devices"] if d in self.fleet.by_id]
+            devs = [m.id for m in mine if owner in (None, m.app)]
+            for dev in devs:
                 self.commands.issue(dev, event["name"], event["args"], event["ttl_ms"])
-            self.recorder.mark(t_s, "command %s to %d devices" % (event["name"], len(event["devices"])))
+            self.recorder.mark(t_s, "command %s to %d devices" % (event["name"], len(devs)))
             return None
         raise ValueError("unknown event %r" % (do,))
 
@@ -234,6 +257,8 @@ class Run:
         if self.progress is not None and getattr(self.progress, "isatty", lambda: False)():
             self.progress.write("\n")
         await asyncio.to_thread(self._settle_ledger)
+        beds = check_beds(self.fleet.members)
+        cameras = await check_cameras(self.fleet.members, self.clips.store if self.clips else None)
         created = delivered = lost = redelivered = conflicts = folded = pending = order = 0
         gaps = late_max = slow = ticks = 0
         lost_examples: list[str] = []
@@ -276,6 +301,10 @@ class Run:
             "shadow_converged": converged_s is not None and converged_s <= bound_conv,
             "resynced": resync_s is not None and resync_s <= self.bounds["resync_ms"] / 1000,
         }
+        if beds["beds"]:
+            invariants["bed_envelope"] = beds["breaches"] == 0
+        if cameras["cameras"]:
+            invariants["clips_exactly_once"] = cameras["lost"] == 0 and cameras["duplicated"] == 0
         metrics: dict[str, Any] = {
             "scenario": self.scenario["name"],
             "seed": self.seed,
@@ -301,12 +330,19 @@ class Run:
             "peak_connects_per_s": self.recorder.peak_connects_per_s(),
             "peak_connects_after_outage_per_s": self.recorder.peak_connects_per_s(self.fault_end_ms / 1000),
             "herd_cap_per_s": herd_cap,
+            "spread_s": spread_s,
+            "peak_connects_per_real_s": self.recorder.real_peak["all"],
+            "peak_connects_after_outage_per_real_s": self.recorder.real_peak["after_outage"],
             "resync_s": resync_s,
             "fault_end_s": self.fault_end_ms / 1000,
             "bounds_s": {k[:-3]: v / 1000 for k, v in self.bounds.items()},
             "commands": self.commands.stats() if self.commands else {},
             "shadow": self.shadow.stats(),
             "reboots": sum(m.boots - 1 for m in self.fleet.members),
+            "apps": dict(sorted(Counter(m.app for m in self.fleet.members).items())),
+            "bed": beds,
+            "clips": cameras,
+            "log_lines": self.log.repeats(),
             "invariants": invariants,
             "ok": all(invariants.values()),
         }
@@ -317,9 +353,12 @@ class Run:
         """Give in-flight cloud messages a moment to land before counting (bounded)."""
         deadline = time.monotonic() + 2.0
         last = -1
-        while time.monotonic() < deadline and self.ledger.messages != last:
-            last = self.ledger.messages
+        while time.monotonic() < deadline and self._cloud_messages() != last:
+            last = self._cloud_messages()
             time.sleep(0.2)
+
+    def _cloud_messages(self) -> int:
+        return self.ledger.messages + (self.clips.store.counters["messages"] if self.clips else 0)
 
     def _since_fault(self, at_ms: int | None) -> float | None:
         if at_ms is None:
@@ -352,10 +391,16 @@ def simulate(
     report_dir: Path | None = None,
     recovery_speed: float = DEFAULT_RECOVERY_SPEED,
     progress: IO[str] | None = sys.stderr,
+    shard: tuple[int, int] = (0, 1),
+    broker_port: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run ``scenario``; return ``(metrics, series)`` and write the report when ``report_dir`` is given."""
-    run = Run(scenario, devices, speed, seed, recovery_speed, progress)
-    with tempfile.TemporaryDirectory(prefix="bp-sim-") as tmp:
+    """Run ``scenario``; return ``(metrics, series)`` and write the report when ``report_dir`` is given.
+
+    ``shard=(k, n)``: run only every n-th device from the k-th, against the broker on
+    ``broker_port`` (``cloud_shim.sim.shards`` runs the n shards and merges them).
+    """
+    run = Run(scenario, devices, speed, seed, recovery_speed, progress, shard, broker_port)
+    with tempfile.TemporaryDirectory(prefix="bp-sim-") as tmp, run.log:
         metrics = asyncio.run(run.run(Path(tmp)))
     if report_dir is not None:
         write_report(report_dir, metrics, run.series)

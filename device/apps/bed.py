@@ -13,6 +13,7 @@ from device.core import bed as law
 from device.core import bed_envelope as env_rules
 from device.errors import StoreError
 from device.log import get_logger
+from device.tickmeter import TickMeter
 
 _log = get_logger("bed")
 
@@ -67,6 +68,7 @@ class BedApp(BedRequests):
         self.tick_us_max = 0
         self.tick_us_total = 0
         self.latencies_us: list | None = None  # set to [] to record every tick (benchmarks)
+        self.meter: TickMeter | None = None  # made by run(): tick latency and gaps
         self.store_errors = 0
         self.presses = 0
         self._next_telemetry_ms = now
@@ -96,8 +98,11 @@ class BedApp(BedRequests):
         clock = self.env.clock  # type: ignore[attr-defined]
         tick_ms = self.settings["tick_ms"]
         due = clock.now_ms()
+        meter = self.meter = TickMeter(clock, tick_ms)
         while True:
+            started = clock.now_ms()
             await self.tick()
+            meter.done(due, started)
             due += tick_ms
             now = clock.now_ms()
             if due < now:  # overran: skip missed ticks rather than burst

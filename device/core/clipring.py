@@ -8,20 +8,23 @@ budget and the clip just added is always kept; a clip bigger than the whole
 budget is refused (``ValueError``): the camera settings check at config time
 that one clip fits.
 
-A board with a filesystem could keep one file per clip under the store's
-directory with the same rules; this module is the bookkeeping either way
-(ids oldest first, sizes, eviction order), the data lives in ``_data``.
+A board with a file store keeps one file per clip instead
+(``device.store.clipfiles``): this module is then the bookkeeping alone (ids
+oldest first, sizes, eviction order), ``Clip.data`` is None and ``size``
+counts the clip's bytes on flash. ``make_room`` evicts before a clip is
+written, so the files never hold more than the budget, even mid-write.
 """
 
 CLIP_OVERHEAD = 64
 
 
 class Clip:
-    def __init__(self, clip_id: int, data, meta: dict) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, clip_id: int, data, meta: dict, size: int = -1) -> None:  # type: ignore[no-untyped-def]
         self.clip_id = clip_id
-        self.data = data
+        self.data = data  # None when the clip lives in a file
         self.meta = meta
-        self.cost = len(data) + CLIP_OVERHEAD
+        self.size = len(data) if size < 0 else size
+        self.cost = self.size + CLIP_OVERHEAD
 
 
 class ClipRing:
@@ -39,22 +42,30 @@ class ClipRing:
     def fits(self, data_len: int) -> bool:
         return data_len + CLIP_OVERHEAD <= self.budget_bytes
 
-    def add(self, clip_id: int, data, meta: dict) -> list:  # type: ignore[no-untyped-def]
-        """Keep a new clip (ids must increase); return the ids evicted to make room."""
-        clip = Clip(clip_id, data, meta)
+    def add(self, clip_id: int, data, meta: dict, size: int = -1) -> list:  # type: ignore[no-untyped-def]
+        """Keep a new clip (ids must increase); return the ids evicted to make room.
+
+        ``data`` None with ``size``: book a clip kept elsewhere (a file) of ``size`` bytes.
+        """
+        clip = Clip(clip_id, data, meta, size)
         if clip.cost > self.budget_bytes:
             self.refused += 1
-            raise ValueError("clip of %d bytes exceeds the ring's budget of %d" % (len(data), self.budget_bytes))
+            raise ValueError("clip of %d bytes exceeds the ring's budget of %d" % (clip.size, self.budget_bytes))
         if self._clips and clip_id <= self._clips[-1].clip_id:
             raise ValueError("clip ids must increase")
-        gone = []
-        while self.used_bytes + clip.cost > self.budget_bytes:
-            old = self._clips.pop(0)
-            self.used_bytes -= old.cost
-            gone.append(old.clip_id)
+        gone = self.make_room(clip.cost)
         self._clips.append(clip)
         self.used_bytes += clip.cost
         self.added += 1
+        return gone
+
+    def make_room(self, cost: int) -> list:
+        """Evict the oldest clips until ``cost`` more bytes fit; return their ids."""
+        gone = []
+        while self._clips and self.used_bytes + cost > self.budget_bytes:
+            old = self._clips.pop(0)
+            self.used_bytes -= old.cost
+            gone.append(old.clip_id)
         self.evicted += len(gone)
         if gone:
             self.evicted_ids = (self.evicted_ids + gone)[-8:]

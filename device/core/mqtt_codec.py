@@ -298,6 +298,26 @@ def check_fixed_header(first):
     raise ProtocolError("unexpected packet type %d" % ptype)
 
 
+def check_remaining(first, remaining):
+    """Raise ProtocolError when the remaining length alone shows the packet is malformed.
+
+    Checked when the fixed header is complete, so a lying length closes the
+    connection at once instead of leaving the client waiting for bytes it
+    would refuse anyway.
+    """
+    ptype = first >> 4
+    if ptype == PINGRESP:
+        bad = remaining != 0
+    elif ptype == SUBACK:
+        bad = remaining < 3
+    elif ptype == PUBLISH:
+        bad = remaining < 2
+    else:  # CONNACK, PUBACK, UNSUBACK (check_fixed_header let nothing else through)
+        bad = remaining != 2
+    if bad:
+        raise ProtocolError("packet type %d with remaining length %d" % (ptype, remaining))
+
+
 def check_topic_utf8(buf, start, end):
     """Raise ProtocolError unless ``buf[start:end]`` is a well-formed UTF-8 topic name.
 
@@ -409,6 +429,7 @@ class Decoder:
         remaining, used = decode_length(buf, start + 1, end)
         if not used:
             return None
+        check_remaining(first, remaining)
         total = 1 + used + remaining
         if total > self.max_packet:
             raise ProtocolError("packet of %d bytes is over the %d byte limit" % (total, self.max_packet))

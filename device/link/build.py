@@ -112,11 +112,21 @@ def attach_device(device, device_id: str):  # type: ignore[no-untyped-def]
         policies.update(getattr(app, "shadow_policies", {}))
         handlers.update(getattr(app, "commands", {}))
         sources.extend(getattr(app, "bulk_sources", ()))
+    if device.env.board.get("lan"):  # LAN token revocations and key rotation come from the cloud
+        from device.lan.tokenkeys import SHADOW_POLICIES
+
+        policies.update(SHADOW_POLICIES)
     link, engine = build_link(device.env, device.env.board["link"], device_id, policies, handlers)
     if sources:
         from device.link.bulk import BulkSender
 
         engine.bulk = BulkSender(device.env.store, device_id, sources)
+    lan = device.env.board.get("lan")
+    if lan and lan["ha"]["enabled"]:
+        from device.lan.habridge import attach_ha, lan_endpoint
+
+        if lan_endpoint(device.env.board) is not None:  # Home Assistant on the LAN broker: its own session
+            attach_ha(device, device_id)
     return link, engine
 
 

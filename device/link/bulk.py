@@ -6,10 +6,13 @@ records always go first and a clip never delays an event. It reports
 PUBACKs with ``acked(pid)`` and lost publishes with ``lost(pid)``; a new
 session object calls ``forget()``.
 
-A *source* (duck-typed; ``device.apps.camera.ClipSource``) has ``name``,
+A *source* (duck-typed; ``device.apps.camera_clips.ClipSource``) has ``name``,
 ``kind`` (the topic part), optionally ``chunk_bytes``, and ``next_after(item_id)`` / ``get(item_id)``
 returning ``(item_id, data, sha256_hex, meta)`` or None (ids increase; an
-item may vanish when its ring evicts it: it is skipped and counted).
+item may vanish when its ring evicts it: it is skipped and counted). ``data``
+is the bytes, or the item's size (an int) when it lives in a file: chunks are
+then read with ``source.read(item_id, off, n)``, and a read that fails
+(``OSError``: evicted meanwhile) skips the item, counted in ``items_skipped``.
 
 Progress is durable: the private state key ``_bulk.<source name>`` holds
 ``{"done": last item id uploaded whole, "item": id being sent, "acked":
@@ -33,6 +36,11 @@ from device.linkerrors import LinkBusyError
 
 STATE_PREFIX = "_bulk."
 COUNTER_NAMES = ("chunks_sent", "chunks_acked", "resent", "items_done", "items_skipped", "busy", "store_errors")
+
+
+def _size(item: tuple) -> int:
+    body = item[1]
+    return body if isinstance(body, int) else len(body)
 
 
 class _Upload:
@@ -116,12 +124,17 @@ class BulkSender:
             await self._settle(up)
             while room > 0:
                 item = self._current(up)
-                if item is None or up.sent >= len(item[1]):
+                if item is None or up.sent >= _size(item):
                     break  # nothing to send, or the rest of the item is in flight
                 off = up.sent
-                end = min(off + up.chunk_bytes, len(item[1]))
+                end = min(off + up.chunk_bytes, _size(item))
                 try:
-                    pid = client.publish(self._topic(up, item), self._chunk(up, item, off, end), 1, False)
+                    payload = self._chunk(up, item, off, end)
+                except OSError:
+                    self._skip(up, item[0])  # its file went (evicted): go on with the next item
+                    continue
+                try:
+                    pid = client.publish(self._topic(up, item), payload, 1, False)
                 except LinkBusyError:
                     self.counters["busy"] += 1
                     return published
@@ -139,7 +152,7 @@ class BulkSender:
     async def _settle(self, up: _Upload) -> None:
         """Finish an item wholly acknowledged and save progress that moved."""
         item = up.item
-        if item is not None and up.acked >= len(item[1]):
+        if item is not None and up.acked >= _size(item):
             up.done = item[0]
             up.item = None
             up.acked = up.sent = up.high = 0
@@ -179,7 +192,7 @@ class BulkSender:
             up.dirty = True
             return
         up.item = item
-        up.acked = up.sent = min(value.get("acked") or 0, len(item[1]))
+        up.acked = up.sent = min(value.get("acked") or 0, _size(item))
         up.high = up.acked
 
     def _topic(self, up: _Upload, item: tuple) -> str:
@@ -192,12 +205,22 @@ class BulkSender:
             "id": item[0],
             "off": off,
             "n": end - off,
-            "total": len(item[1]),
+            "total": _size(item),
             "sha256": item[2],
         }
         if off == 0:
             header["meta"] = item[3]
-        return json.dumps(header).encode() + b"\n" + bytes(item[1][off:end])
+        body = item[1]
+        data = up.source.read(item[0], off, end - off) if isinstance(body, int) else bytes(body[off:end])
+        return json.dumps(header).encode() + b"\n" + data
+
+    def _skip(self, up: _Upload, item_id: int) -> None:
+        self.counters["items_skipped"] += 1
+        up.done = item_id
+        up.item = None
+        up.acked = up.sent = up.high = 0
+        up.acked_ends = {}
+        up.dirty = True
 
     def stats(self) -> dict:
         out: dict = dict(self.counters)

@@ -45,6 +45,16 @@ class LaneReader:
         """Give ``seq`` (and every later record not in flight) again."""
         self.reset(min(self.cursor, seq - 1))
 
+    def peek(self):  # type: ignore[no-untyped-def]
+        """The next record when the page in hand still holds it (nothing folded since), else None.
+
+        No await: the drain's hot loop takes records this way and calls ``next()`` only
+        when the page runs out (None here does not mean the lane is empty).
+        """
+        if self.i < len(self.ahead) and (not self.folds or self.store.counters["compacted"] == self.compacted):
+            return self.ahead[self.i]
+        return None
+
     async def next(self):  # type: ignore[no-untyped-def]
         """The lane's next record not taken yet, or None when there is none now."""
         store = self.store

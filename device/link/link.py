@@ -17,10 +17,13 @@ and, per endpoint, its candidate addresses:
 When a round finds nothing, the link waits a capped exponential backoff
 with full jitter (on the device clock), not reset by a connection that
 lasted less than ``healthy_ms``. Once an outage has lasted
-``long_outage_ms`` the attempts also land on the device's own phase within
-``spread_ms`` (a hash of its id), so a fleet returning from a long outage
-does not reconnect in the same second, and the engine drains at the limited
-rate. Every state change is counted; every outage ends in a receipt: an
+``long_outage_ms`` the jitter stops: the device tries once per ``spread_ms``,
+on its own phase in that period (a hash of its id). A fleet then returns
+evenly over one period whenever the cloud comes back, instead of bunching
+at the start as full jitter does (a device is more likely to be in a long
+sleep than a short one, so wake-ups just after the return come twice as
+dense as the average); and the engine drains at the limited rate.
+Every state change is counted; every outage ends in a receipt: an
 ``event`` record in the outbox (``{"type": "outage", ...}``, see
 ``device.core.linkstate``), so the cloud hears what the device lived through.
 """
@@ -97,8 +100,8 @@ class Link:
                 now = clock.now_ms()
                 self._move(ls.OFFLINE, cause)
                 delay = self.backoff.next_delay_ms(self.env.rand)
-                if self.state.outage_ms(now) >= self.cfg["long_outage_ms"]:
-                    delay = align_to_phase_ms(now, delay, self.phase_ms, self.cfg["spread_ms"])
+                if self.cfg["spread_ms"] > 0 and self.state.outage_ms(now) >= self.cfg["long_outage_ms"]:
+                    delay = align_to_phase_ms(now, self.backoff.base_ms, self.phase_ms, self.cfg["spread_ms"])
                 await clock.sleep_ms(delay)
         finally:
             await self.close()

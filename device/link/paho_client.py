@@ -50,6 +50,7 @@ if not hasattr(mqtt.Client, "_create_socket"):
 _CONNACK = 0x20
 _RC_PROTOCOL_ERROR = 0x82
 _RC_KEEPALIVE_TIMEOUT = 0x8D
+_RECENT_IN = 32  # incoming QoS 1 ids remembered to deliver a DUP re-send once (as device.link.mqtt)
 _READS_PER_WAKE = 64  # loop_read rounds per wake while bytes already read wait (then the next loop turn)
 
 
@@ -80,6 +81,7 @@ class PahoClient(ClientBase):
 
     def __init__(self, client_id: str, **options) -> None:  # type: ignore[no-untyped-def]
         super().__init__(client_id, **options)
+        self.counters["duplicates_in"] = 0
         session = _Session(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -112,6 +114,9 @@ class PahoClient(ClientBase):
         self._reported_down = True  # on_disconnect already ran for the current connection (or there is none)
         self._unacked: dict = {}  # packet id -> True, QoS 1 publishes awaiting PUBACK, oldest first
         self._subacks: dict = {}  # packet id -> future of the granted QoS list
+        # Ids of the last QoS 1 messages delivered in this session: a broker re-sending one with
+        # DUP (its PUBACK was lost with the connection) is acked by paho but not delivered twice.
+        self._recent_in: list = []
         self._ssl_context: ssl.SSLContext | None = None
 
     # -- the interface ----------------------------------------------------------
@@ -243,6 +248,8 @@ class PahoClient(ClientBase):
         if reason_code.is_failure:  # paho closes next; on_disconnect reports the code from the CONNACK bytes
             return
         present = bool(flags.session_present)
+        if not present:
+            self._recent_in = []  # a new session: ids seen in the old one mean nothing
         if present:
             self.counters["resent"] += len(self._unacked)  # paho re-sends them right after this callback
         elif self._unacked:
@@ -302,7 +309,21 @@ class PahoClient(ClientBase):
         except UnicodeDecodeError:
             self.counters["protocol_errors"] += 1
             return
+        if message.qos and self._seen_before(message.mid, message.dup):
+            return
         self._note_message(topic, bytes(message.payload))
+
+    def _seen_before(self, packet_id: int, dup: bool) -> bool:
+        recent = self._recent_in
+        if dup and packet_id in recent:
+            self.counters["duplicates_in"] += 1
+            return True
+        if packet_id in recent:
+            recent.remove(packet_id)  # the id was reused for a new message: keep it, as the newest
+        elif len(recent) >= _RECENT_IN:
+            recent.pop(0)
+        recent.append(packet_id)
+        return False
 
     def _on_subscribe(self, client, userdata, mid, reason_code_list, properties) -> None:  # type: ignore[no-untyped-def]
         waiter = self._subacks.pop(mid, None)

@@ -55,6 +55,7 @@ from device.link.lanes import LaneReader, TokenBucket
 from device.linkerrors import LinkBusyError, LinkClosedError, LinkError
 
 DESIRED_VERSION_KEY = "_sync.desired_version"
+_UNKNOWN = object()  # not worked out yet
 SUBSCRIBE_TIMEOUT_MS = 15000
 
 COUNTER_NAMES = (
@@ -130,6 +131,7 @@ class SyncEngine:
             # A page of decoded records costs heap on a board; on a host it saves thread hops.
             read_ahead = window + 8 if IS_MICROPYTHON else max(256, 2 * window)
         self._client = None
+        self._dev_json = topics.device_json(device_id)  # encoded once, not per record
         self._topics = {}
         self._readers = []
         for lane in topics.LANE_ORDER:  # drain priority: first lane first
@@ -344,6 +346,7 @@ class SyncEngine:
     async def _fill(self, client) -> int:  # type: ignore[no-untyped-def]
         """Publish records while there is room; return how long to wait before the next turn."""
         pending = self._pending
+        wall_base = _UNKNOWN  # the envelope's wall time offset, found once per stretch without an await
         for reader in self._readers:
             topic = self._topics[reader.lane]
             while True:
@@ -353,9 +356,12 @@ class SyncEngine:
                     room = client_room
                 if room <= 0:
                     return self.poll_ms  # woken by a PUBACK before that
-                record = await reader.next()
+                record = reader.peek()
                 if record is None:
-                    break
+                    record = await reader.next()
+                    wall_base = _UNKNOWN  # (a simulated clock may have moved meanwhile)
+                    if record is None:
+                        break
                 seq = record.seq
                 if seq in self._pending_seqs or seq in self._acked_seqs:
                     reader.take()  # in flight already, or on its way out of the store
@@ -364,8 +370,10 @@ class SyncEngine:
                 if wait:
                     self.counters["rate_waits"] += 1
                     return wait if wait < self.poll_ms else self.poll_ms
+                if wall_base is _UNKNOWN:
+                    wall_base = self._wall_base()
                 try:
-                    pid = client.publish(topic, self._encode(record), 1, False)
+                    pid = client.publish(topic, self._encode(record, wall_base), 1, False)
                 except LinkBusyError:
                     self.counters["busy"] += 1
                     return 5 if pending else self.poll_ms  # a full send buffer drains by itself
@@ -384,14 +392,18 @@ class SyncEngine:
             self.rate_limited = False  # the backlog is gone: the limit was for it
         return self.poll_ms
 
-    def _encode(self, record) -> bytes:  # type: ignore[no-untyped-def]
+    def _wall_base(self):  # type: ignore[no-untyped-def]
+        """Wall time minus monotonic time now, or None when the clock knows no wall time."""
+        clock = self.env.clock
+        wall_now = clock.wall_ms()
+        return None if wall_now is None else wall_now - clock.now_ms()
+
+    def _encode(self, record, wall_base) -> bytes:  # type: ignore[no-untyped-def]
+        """``wall_base``: ``_wall_base()`` taken since the last await (the clock has not moved)."""
         wall = None
-        if record.boot == self.store.boot_id:
-            clock = self.env.clock
-            wall_now = clock.wall_ms()
-            if wall_now is not None:
-                wall = wall_now - (clock.now_ms() - record.created_ms)
-        return topics.encode_record(self.device_id, record, wall)
+        if wall_base is not None and record.boot == self.store.boot_id:
+            wall = wall_base + record.created_ms  # = wall_now - (now_ms - created_ms)
+        return topics.encode_record(self.device_id, record, wall, self._dev_json)
 
     # -- shadow -----------------------------------------------------------------------
 

@@ -41,16 +41,28 @@ def split_topic(topic: str) -> tuple:
     return rest[:i], rest[i + 1 :]
 
 
-def encode_record(device_id: str, record, wall_ms) -> bytes:  # type: ignore[no-untyped-def]
-    """The wire form of a ``device.store.base.Record``; ``wall_ms`` is its creation wall time or None."""
-    return json.dumps(
-        {
-            "dev": device_id,
-            "boot": record.boot,
-            "seq": record.seq,
-            "lane": record.lane,
-            "t_ms": record.created_ms,
-            "wall_ms": wall_ms,
-            "p": record.payload,
-        }
-    ).encode()
+# The envelope, fields in this order (json.dumps of the dict it replaces gave the same bytes on
+# CPython): formatting it beats building a dict and walking it with the encoder per record.
+_ENVELOPE = '{"dev": %s, "boot": %d, "seq": %d, "lane": "%s", "t_ms": %d, "wall_ms": %s, "p": '
+
+
+def device_json(device_id: str) -> str:
+    """``device_id`` as a JSON string, for ``encode_record`` (made once per engine)."""
+    return json.dumps(device_id)
+
+
+def encode_record(device_id: str, record, wall_ms, dev_json=None) -> bytes:  # type: ignore[no-untyped-def]
+    """The wire form of a ``device.store.base.Record``; ``wall_ms`` is its creation wall time or None.
+
+    ``dev_json``: ``device_json(device_id)`` when the caller keeps it. Lanes are plain
+    names (``LANE_ORDER``), so the lane needs no escaping.
+    """
+    head = _ENVELOPE % (
+        dev_json or json.dumps(device_id),
+        record.boot,
+        record.seq,
+        record.lane,
+        record.created_ms,
+        "null" if wall_ms is None else str(wall_ms),
+    )
+    return (head + json.dumps(record.payload) + "}").encode()

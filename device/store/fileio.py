@@ -113,6 +113,10 @@ class Files:
         os.rename(self.path(tmp), self.path(name))
         self.sync_dir()
 
+    def rename(self, src: str, dst: str) -> None:
+        """Rename ``src`` over ``dst`` (atomic; durable after ``sync_dir``)."""
+        os.rename(self.path(src), self.path(dst))
+
     def remove(self, name: str) -> None:
         try:
             os.remove(self.path(name))

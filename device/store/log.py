@@ -70,17 +70,36 @@ import asyncio
 import json
 import struct
 
-from device.compat import IS_MICROPYTHON, monotonic_ms
+from device.compat import IS_MICROPYTHON, monotonic_ms, release_modules
 from device.errors import StoreError, StoreFullError, StoreWriteError
-from device.store import retention
-from device.store.base import LANES, Record, StateEntry, Store, check_lane, encode_json, encode_payload, lane_mask
+from device.store.base import (
+    LANES,
+    Record,
+    StateEntry,
+    Store,
+    check_lane,
+    encode_json,
+    encode_payload,
+    lane_mask,
+    low_water,
+    over_high_water,
+)
 from device.store.logformat import ACK, DROP, REC_HEADER, REC_HEADER_SIZE, RECORD, SEGMENT_OVERHEAD, seg_name
-from device.store.logrecover import recover
 from device.store.logring import MIN_SEGMENT_BYTES, SegmentRing, ring_slots
-from device.store.logstate import BOOT_PREFIX, STATE_FILE, boot_of, decode_snapshot, frame_snapshot
-from device.store.logwear import wear_figures
+from device.store.logstate import STATE_FILE, frame_snapshot
 
-_TELEMETRY = retention.TELEMETRY
+# Loaded on first use, not kept from boot (a 128 KiB heap): the open path (``logopen``, released
+# after open), recovery (at open and after a write error, released after), the folding code
+# (``logfold`` and ``retention``, at the first fold), wear figures (for ``stats``).
+
+
+def recover(ring, names: list) -> dict:  # type: ignore[no-untyped-def]
+    from device.store.logrecover import recover as _recover
+
+    try:
+        return _recover(ring, names)  # type: ignore[no-any-return]
+    finally:
+        release_modules(("device.store.logrecover",))  # its code goes back to the heap until needed again
 
 
 class _Batch:
@@ -130,53 +149,13 @@ class LogStore(Store):
     # -- lifecycle -------------------------------------------------------------------
 
     async def open(self, readonly: bool = False) -> None:
-        self.readonly = readonly
-        self._opened_at = self._clock()
-        files = self.files
-        ring = self._ring
-        try:
-            if not readonly:
-                files.make_root()
-            names = files.listdir()
-        except OSError as exc:
-            if not readonly:
-                raise self._medium_error(exc, "create the store directory") from None
-            names = []  # nothing there yet: an empty store
-        last_boot = self._load_state(names)
-        for name in names:
-            boot = boot_of(name)
-            if boot > last_boot:
-                last_boot = boot
-        try:
-            restored = recover(ring, names)
-        except OSError as exc:  # listed a moment ago, gone or unreadable now
-            ring.note("segments unreadable (%s); outbox starts empty" % (exc,))
-            restored = {}
-        for name in restored:
-            self.counters[name] += restored[name]
-        self.counters["corrupt_skipped"] += ring.damage
-        ring.damage = 0
-        self._uptime_base = ring.uptime_ms
-        if ring.max_boot > last_boot:
-            last_boot = ring.max_boot
-        self.boot_id = last_boot if readonly else last_boot + 1
-        ring.boot = self.boot_id
-        self._open = True
-        if not readonly:
-            self._count_boot(names)
+        # The open path runs once per boot: its code (device.store.logopen) goes back to the heap.
+        from device.store.logopen import open_log
 
-    def _count_boot(self, names: list) -> None:
-        """Name the new boot id in an empty file (no data: works on a full flash), drop older names."""
-        files = self.files
         try:
-            files.create(BOOT_PREFIX + str(self.boot_id)).close()
-            files.sync_dir()
-            for name in names:
-                if boot_of(name) >= 0 or name == STATE_FILE + ".tmp":
-                    files.remove(name)
-        except OSError as exc:
-            error = self._medium_error(exc, "record boot %d" % self.boot_id)
-            self._ring.note(str(error), False)
+            open_log(self, readonly)
+        finally:
+            release_modules(("device.store.logopen",))
 
     async def close(self) -> None:
         if not self._open:
@@ -218,28 +197,6 @@ class LogStore(Store):
         return StoreWriteError("log store: could not %s: %s" % (what, exc), errno)
 
     # -- state and inbox: one snapshot file ---------------------------------------------
-
-    def _load_state(self, names: list) -> int:
-        """Load ``state.json``; the boot id it names (0 if none)."""
-        if STATE_FILE not in names:
-            return 0
-        try:
-            data = self.files.read(STATE_FILE)
-        except OSError as exc:
-            snap, why = None, "unreadable (%s)" % (exc,)
-        else:
-            snap, why = decode_snapshot(data)
-        if snap is None:
-            self._ring.note("%s: %s; state and inbox start empty" % (STATE_FILE, why), False)
-            self.counters["corrupt_skipped"] += 1
-            return 0
-        entries = []
-        for key, value, version, origin, stamp in snap["state"]:
-            entries.append(StateEntry(key, value, version, origin, stamp))
-        self._restore_state(entries)
-        self._restore_inbox(snap["inbox"])
-        self._state_bytes = snap.get("wear_bytes", 0)
-        return snap.get("boot", 0)  # type: ignore[no-any-return]
 
     def _snapshot(self, entry=None, add=None, evict=None, drop=None) -> bytes:  # type: ignore[no-untyped-def]
         state = []
@@ -318,8 +275,8 @@ class LogStore(Store):
     def _make_room(self, size: int) -> None:
         budget = self.budget_bytes
         index = self._ring.index
-        if retention.over_high_water(index.bytes, size, budget):
-            self._fold_down(retention.low_water(budget) - size)
+        if over_high_water(index.bytes, size, budget):
+            self._fold_down(low_water(budget) - size)
         if index.bytes + size > budget:
             self.counters["full_rejections"] += 1
             raise StoreFullError(
@@ -406,10 +363,10 @@ class LogStore(Store):
         self._writable()
         budget = self.budget_bytes
         ring = self._ring
-        if not retention.over_high_water(ring.index.bytes, 0, budget):
+        if not over_high_water(ring.index.bytes, 0, budget):
             return 0
         try:
-            folded = self._fold_down(retention.low_water(budget))
+            folded = self._fold_down(low_water(budget))
         except OSError as exc:
             raise self._medium_error(exc, "write an aggregate") from None
         if folded:
@@ -456,73 +413,11 @@ class LogStore(Store):
 
     # -- retention -----------------------------------------------------------------------
 
-    def _lanes(self) -> bytearray:
-        index = self._ring.index
-        lanes = bytearray(index.count)
-        for i in range(index.count):
-            lanes[i] = index.lane_at(i)
-        return lanes
-
     def _fold_down(self, target: int) -> int:
         """Fold telemetry runs, oldest first, until the payload bytes are <= ``target``; samples folded away."""
-        index = self._ring.index
-        lanes = self._lanes()
-        folded = 0
-        start = 0
-        progress = False
-        while index.bytes > target:
-            # A bytearray of lane indexes (a byte per record) serves as find_run's list.
-            i, j = retention.find_run(lanes, start)  # type: ignore[arg-type]
-            if i < 0:
-                if not progress:
-                    break
-                start = 0  # another pass from the oldest: aggregates fold further
-                progress = False
-                continue
-            gone = self._fold(i, j)
-            if gone < 0:  # records were dropped as corrupt meanwhile: positions moved
-                lanes = self._lanes()
-                start = 0
-                continue
-            if gone:
-                lanes[i + 1 : j] = b""
-                folded += gone
-                progress = True
-                start = i + 1
-            else:
-                start = j
-        self._ring.free_dead_tails()
-        return folded
+        from device.store.logfold import fold_down  # loaded at the first fold (like retention)
 
-    def _fold(self, i: int, j: int) -> int:
-        """Replace entries ``i .. j-1`` by their aggregate if smaller: records folded away, or -1 (index changed)."""
-        ring = self._ring
-        index = ring.index
-        records = []
-        for k in range(i, j):
-            record = self._record(k)
-            if record is None:
-                self._drop_corrupt(k)
-                return -1
-            records.append(record)
-        data = encode_payload(retention.fold(records))
-        run_bytes = 0
-        for record in records:
-            run_bytes += record.size
-        if not retention.worth_folding(run_bytes, len(data)):
-            return 0
-        first = records[0]
-        last = records[-1].seq
-        count = index.count
-        slot, offset = ring.write(RECORD, _TELEMETRY, first.seq, last, first.boot, first.created_ms, data)
-        moved = index.count != count  # copying a segment forward dropped a corrupt record
-        if moved:
-            i = index.position(first.seq)
-            j = index.find(last + 1)
-        index.replace(i, _TELEMETRY, slot, offset, len(data))
-        index.delete(i + 1, j - i - 1)
-        self.counters["compacted"] += j - i - 1
-        return -1 if moved else j - i - 1
+        return fold_down(self, target)
 
     # -- durability ------------------------------------------------------------------------
 
@@ -574,6 +469,8 @@ class LogStore(Store):
 
     def wear(self) -> dict:
         """Flash-wear figures (``device.store.logwear``); plain numbers, like counters."""
+        from device.store.logwear import wear_figures
+
         state = (self._state_bytes, self._state_boot_bytes)
         return wear_figures(
             self._ring, self.segment_bytes, self.erase_block_bytes, self.erase_cycles, state, self._uptime_ms()

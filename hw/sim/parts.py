@@ -8,7 +8,7 @@ default 150.0) and ``disconnected`` (``None``). Relay faults: ``stuck_off`` and
 """
 
 from hw.interfaces import Switch, TempSensor
-from hw.sim.world import RELAY_FAULTS, THERMOMETER_FAULTS
+from hw.sim.faults import RELAY_FAULTS, THERMOMETER_FAULTS
 
 _OUT_OF_RANGE_C = 150.0
 

@@ -12,12 +12,9 @@ injected fault and ends every timeline fault of the part that has begun.
 
 from device.errors import ConfigError
 from device.rand import Rand
+from hw.sim.faults import ALL_FAULTS, RELAY_FAULTS
 from hw.sim.outside import OutsideProfile
 from hw.sim.room import Room
-
-THERMOMETER_FAULTS = ("stuck", "nan", "out_of_range", "disconnected")
-RELAY_FAULTS = ("stuck_off", "stuck_on")
-ALL_FAULTS = THERMOMETER_FAULTS + RELAY_FAULTS
 
 _DEFAULT_LOADS = {"heater": {"power_w": 5000.0}, "cooler": {"power_w": -3000.0}}
 

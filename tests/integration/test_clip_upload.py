@@ -11,6 +11,12 @@ clip recorded before the check, whole, with its sha256 verified, counted
 once; no chunk conflicts; and resends stay within what was in flight at the
 cuts (the upload resumed from its acknowledged offset, it did not restart).
 Waits are bounded in real time and count; nothing is asserted on time.
+
+The board's store is sqlite, so the clips live in files beside it
+(``clip_store`` files). A second test reboots the device in the middle of the
+upload, with a torn clip file left on the flash: after the reboot every clip
+arrives exactly once, resumed from its acknowledged offset, and the torn one
+never.
 """
 
 from __future__ import annotations
@@ -131,11 +137,80 @@ async def test_clip_upload_cut_at_random_points_completes_exactly_once(
         assert report["completed_more_than_once"] == []
         for clip_id in recorded:
             clip = store.clips[(unique_id, clip_id)]
-            assert clip.data == app.ring.get(clip_id).data  # type: ignore[union-attr]
+            assert clip.data == app.clips.data(clip_id)
             assert clip.meta is not None and clip.meta["clip"] == clip_id
         # Resumed, not restarted: re-sent chunks are at most what a cut caught in flight.
         assert counters["duplicates"] <= CUTS * 2 * WINDOW, counters
         assert app.store_errors == 0
+    finally:
+        if device is not None:
+            await device.stop()
+        receiver.stop()
+        proxy.stop()
+
+
+async def test_clips_pending_at_a_reboot_are_uploaded_exactly_once_after_it(
+    tmp_path: Path, broker: Mosquitto, unique_id: str
+) -> None:
+    proxy = FaultProxy("127.0.0.1", broker.port)
+    proxy.start()
+    receiver = ClipSubscriber("127.0.0.1", broker.port, [unique_id], client_id="clips-" + unique_id)
+    receiver.start()
+    device: Device | None = None
+    try:
+        proxy.set_mode("refuse")
+        board = _board(tmp_path, proxy.port)
+        env, world = build_env(board, SPEED, with_link=True)
+        device = Device(env, configure_apps(board, ["camera"]), world)
+        device.attach_link(unique_id)
+        await device.start()
+        app = device.apps[0]
+        assert app.clips.kind == "files"
+        clock = env.clock
+        assert isinstance(clock, VirtualClock)
+        assert await _run_until(clock, lambda: app.clips_done >= 3)  # offline: three clips on flash
+        store = receiver.store
+        proxy.set_mode("throttle", "up", rate=THROTTLE_BPS)
+        # Part of the first clip is up (and acknowledged, so saved as progress), then the power goes.
+        assert await _run_until(clock, lambda: store.counters["chunks"] >= 12), store.counters
+        progress_before = await env.store.get_state("_bulk.camera")
+        await device.stop()
+        device = None
+        proxy.set_mode("refuse")
+        proxy.kill_all(reset=True)
+        recorded = list(app.ring.ids())
+        originals = {clip_id: app.clips.data(clip_id) for clip_id in recorded}
+        clip_dir = Path(app.settings["clip_dir"])
+        torn_id = recorded[-1] + 1  # a clip cut by the power loss: half its bytes made it
+        whole = (clip_dir / f"{recorded[0]}.clip").read_bytes()
+        (clip_dir / f"{torn_id}.clip").write_bytes(whole[: len(whole) // 2])
+        (clip_dir / f"{torn_id + 1}.tmp").write_bytes(whole[:100])
+
+        env2, world2 = build_env(board, SPEED, with_link=True)  # the reboot: same flash, new everything
+        device = Device(env2, configure_apps(board, ["camera"]), world2)
+        device.attach_link(unique_id)
+        await device.start()
+        app2 = device.apps[0]
+        assert app2.ring.ids()[: len(recorded)] == recorded and app2.clips.torn == 2
+        assert app2.next_clip > torn_id + 1  # ids never reused
+        clock2 = env2.clock
+        assert isinstance(clock2, VirtualClock)
+        proxy.set_mode("throttle", "up", rate=THROTTLE_BPS)
+
+        def all_arrived() -> bool:
+            return store.report(unique_id)["completed"][: len(recorded)] == recorded
+
+        assert await _run_until(clock2, all_arrived), (store.report(unique_id), device.sync.stats())  # type: ignore[union-attr]
+        report = store.report(unique_id)
+        counters = report["counters"]
+        assert counters["conflicts"] == 0 and counters["hash_failures"] == 0 and counters["malformed"] == 0
+        assert report["completed_more_than_once"] == []
+        assert torn_id not in report["completed"] and torn_id not in report["partial"]
+        for clip_id in recorded:
+            assert store.clips[(unique_id, clip_id)].data == originals[clip_id]
+        # Resumed, not restarted: only what was in flight at the cut went again.
+        assert progress_before is not None and progress_before.value["acked"] > 0
+        assert counters["duplicates"] <= 2 * WINDOW, counters
     finally:
         if device is not None:
             await device.stop()

@@ -22,87 +22,25 @@ crash or hang either. Every case is bounded in time.
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cloud_shim.faults import scriptbroker as sb
 from device.link.mqtt import MqttClient
 from device.linkerrors import NotOurBrokerError
 
-_CORPUS_REL = Path("corpora") / "mosquitto-packets"
-# shared/ sits beside the repository (CI clones main next to it); /work/shared on the dev machines.
-CORPUS = next(
-    (
-        p
-        for p in (Path(__file__).resolve().parents[3] / "shared" / _CORPUS_REL, Path("/work/shared") / _CORPUS_REL)
-        if p.is_dir()
-    ),
-    Path("/work/shared") / _CORPUS_REL,
-)
-LOCAL = "127.0.0.1"
+LOCAL = sb.LOCAL
 CASE_TIMEOUT_S = 10.0
-CONNACK = bytes.fromhex("20020000")
-SENTINEL = b"\x30\x0c\x00\x08sentinelok"
+CONNACK = sb.connack()
+SENTINEL = sb.publish("sentinel", b"ok")
 QUEUE_LEN = 4
-# Valid in form and harmless to a client, though a broker would refuse them.
-CLIENT_ACCEPTS = {("PINGRESP", "D0"), ("SUBACK", "90"), ("UNSUBACK", "B0")}
-# Packets a 3.1.1 broker may never send to this client, whatever the corpus says of brokers.
-CLIENT_REFUSES = ("PUBREC", "PUBREL", "PUBCOMP")
-VALID_CONNACKS = {"20020000": False, "20020100": True}  # payload -> session_present
-
-
-@dataclass
-class Case:
-    kind: str  # the corpus file: the packet type
-    name: str
-    ver: int
-    sends: list[bytes]
-    corpus_keeps_open: bool
-    first_packet: bool  # the corpus's "connect": false: for a broker, a packet before CONNECT
-
-    @property
-    def label(self) -> str:
-        return f"{self.kind}/v{self.ver}/{self.name}"
-
-    @property
-    def client_keeps_open(self) -> bool:
-        if (self.kind, self.name) in CLIENT_ACCEPTS:
-            return True
-        if self.first_packet:  # a packet of valid form; after our CONNACK, fine if a client may get it
-            return self.kind in ("PUBLISH", "PUBACK", "PINGRESP", "SUBACK", "UNSUBACK")
-        if self.kind in CLIENT_REFUSES or not self.corpus_keeps_open:
-            return False
-        first = self.sends[0][0]
-        return not (first >> 4 == 3 and first & 0x06 == 0x04)  # QoS 2: never subscribed so
-
-    @property
-    def qos1_publish_id(self) -> int | None:
-        data = self.sends[0]
-        if data[0] >> 4 == 3 and data[0] & 0x06 == 0x02:
-            tlen = int.from_bytes(data[2:4], "big")
-            return int.from_bytes(data[4 + tlen : 6 + tlen], "big")
-        return None
-
-
-def load_cases() -> list[Case]:
-    if not CORPUS.is_dir():
-        return []
-    cases = []
-    for path in sorted(CORPUS.glob("*.json")):
-        for group in json.loads(path.read_text()):
-            for test in group["tests"]:
-                sends = [bytes.fromhex(m["payload"].replace(" ", "")) for m in test["msgs"] if m["type"] == "send"]
-                if sends:
-                    keeps = test.get("expect_disconnect", True) is False
-                    first = test.get("connect", True) is False
-                    cases.append(Case(path.stem, test["name"], test["ver"], sends, keeps, first))
-    return cases
-
-
-CASES = load_cases()
+VALID_CONNACKS = sb.VALID_CONNACKS
+CORPUS = sb.corpus_dir()
+# The corpus and each case's verdict for a client live in cloud_shim/faults/scriptbroker.py
+# (shared with the mqtt-malformed torture harness).
+CASES = sb.load_corpus()
 V311 = [c for c in CASES if c.ver in (3, 4)]
 V5 = [c for c in CASES if c.ver == 5]
 
@@ -117,18 +55,6 @@ class Script:
     eof_after: bool = False
     heard: bytearray = field(default_factory=bytearray)
     done: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-async def _read_packet(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readexactly(1)
-    length = 0
-    for shift in (0, 7, 14, 21):
-        byte = (await reader.readexactly(1))[0]
-        head += bytes([byte])
-        length |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            break
-    return head + await reader.readexactly(length)
 
 
 class ScriptedBroker:
@@ -151,7 +77,7 @@ class ScriptedBroker:
         script = self.script
         assert script is not None
         try:
-            connect = await asyncio.wait_for(_read_packet(reader), CASE_TIMEOUT_S)
+            connect = await asyncio.wait_for(sb.read_packet(reader), CASE_TIMEOUT_S)
             script.heard += connect
             out = b"" if script.first is None else script.first
             writer.write(out + b"".join(script.sends) + script.trailer)
@@ -188,7 +114,7 @@ class Outcome:
     heard: bytes
 
 
-async def run_after_connack(broker: ScriptedBroker, case: Case, eof_after: bool = False) -> Outcome:
+async def run_after_connack(broker: ScriptedBroker, case: sb.CorpusCase, eof_after: bool = False) -> Outcome:
     script = Script(CONNACK, case.sends, eof_after=eof_after)
     broker.script = script
     client = MqttClient("corpus", keepalive_s=0, clean_session=True, queue_len=QUEUE_LEN, connect_timeout_ms=5000)

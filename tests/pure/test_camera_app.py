@@ -103,3 +103,21 @@ def test_settings_errors_name_the_path():
         edit(board)
         exc = raises(ConfigError, config.configure_apps, board, ["camera"])
         assert ("apps.camera." + path) in str(exc), str(exc)
+
+
+def test_the_tick_meter_keeps_the_frame_pace_in_the_summary():
+    device, env, _ = make_device()
+
+    async def main():  # type: ignore[no-untyped-def]
+        await device.start()
+        await env.clock.advance(10000)
+        summary = device.summary()
+        await device.stop()
+        return summary
+
+    camera = asyncio.run(main())["camera"]
+    assert camera["ticks"] == camera["frames"] == 51  # one per 200 ms, both ends included
+    control = camera["control"]
+    assert control["ticks"] == 51 and control["gaps"] == 0 and control["gap_ms_max"] == 200
+    assert camera["tick_us_max"] >= camera["tick_us_mean"] > 0
+    assert camera["ring"]["store"] == "ram"

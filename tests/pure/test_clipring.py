@@ -40,3 +40,13 @@ def test_ids_must_increase_and_lookups():
     assert ring.next_after(0).clip_id == 3  # type: ignore[union-attr]
     assert ring.next_after(3).clip_id == 7  # type: ignore[union-attr]
     assert ring.next_after(7) is None
+
+
+def test_make_room_evicts_ahead_of_a_clip_kept_elsewhere():
+    ring = ClipRing(3 * (100 + CLIP_OVERHEAD))
+    for clip_id in (1, 2, 3):
+        ring.add(clip_id, None, {}, 100)  # booked only: the bytes live in files
+    assert ring.get(1).data is None and ring.used_bytes == 3 * (100 + CLIP_OVERHEAD)  # type: ignore[union-attr]
+    assert ring.make_room(150 + CLIP_OVERHEAD) == [1, 2]  # before the new clip is written
+    assert ring.used_bytes + 150 + CLIP_OVERHEAD <= ring.budget_bytes and ring.evicted == 2
+    assert ring.add(4, None, {}, 150) == [] and ring.ids() == [3, 4]

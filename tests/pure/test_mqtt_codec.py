@@ -363,3 +363,14 @@ def test_mutated_valid_packets_never_crash():
             _decode_all(bytes(wire), 256)
         except ProtocolError:
             pass
+
+
+def test_a_lying_remaining_length_is_refused_from_its_header():
+    # The header alone shows these are malformed: no waiting for bodies that would be refused anyway.
+    for header in (b"\x20\x42", b"\x40\x03", b"\xb0\x00", b"\xd0\x01", b"\x90\x02", b"\x30\x01", b"\x20\x80\x01"):
+        d = c.Decoder(1024)
+        d.feed(header)
+        raises(ProtocolError, d.next)
+    d = c.Decoder(1024)
+    d.feed(b"\x40\x02\x00")  # a right length, the body still coming: not an error
+    assert d.next() is None

@@ -59,3 +59,22 @@ def test_cert_without_key_is_refused(capsys: pytest.CaptureFixture[str], tmp_pat
     code = main(["run", "--board", BOARD, "--for", "10", "--broker", "mqtts://h:1", "--ca", str(ca), "--cert", str(ca)])
     _, err = capsys.readouterr()
     assert code == 2 and "--cert" in err
+
+
+def test_broker_replaces_the_cloud_endpoints_and_keeps_the_lan_broker() -> None:
+    import argparse
+
+    from device.board import load_board
+    from tools.run import _link_options
+
+    board = load_board(str(Path(__file__).resolve().parents[2] / "boards/host_ha_sim.json"))
+    before = [ep for ep in board["link"]["endpoints"] if ep["role"] == "lan"]
+    assert before, "host_ha_sim.json should name a LAN broker"
+    args = argparse.Namespace(
+        broker="mqtt://127.0.0.1:1999", ca=None, cert=None, key=None, client=None, device_id="ha-1"
+    )
+    _link_options(board, args)
+    endpoints = board["link"]["endpoints"]
+    assert endpoints[0]["host"] == "127.0.0.1" and endpoints[0]["port"] == 1999
+    assert endpoints[0]["role"] == "primary"
+    assert endpoints[1:] == before

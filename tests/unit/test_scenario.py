@@ -25,7 +25,7 @@ from cloud_shim.scenario import (
     parse_duration,
 )
 
-BUILTINS = ["broker-restart", "flaky-wifi", "region-failover", "us-east-1-2025"]
+BUILTINS = ["broker-restart", "flaky-wifi", "mixed-home", "region-failover", "us-east-1-2025"]
 
 
 def base() -> dict[str, Any]:
@@ -70,7 +70,7 @@ def test_bad_durations_are_refused(value: object) -> None:
 # ---------------------------------------------------------------- built-ins
 
 
-def test_builtin_names_are_the_four_scenarios() -> None:
+def test_builtin_names_are_the_five_scenarios() -> None:
     assert builtin_names() == BUILTINS
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import binascii
+import hashlib
+import io
+import json
 import socket
 import sys
 from pathlib import Path
@@ -129,6 +132,25 @@ def test_wiring_follows_the_thermostat_parts() -> None:
     assert wiring["name"] == "vb_test" and wiring["chip"] == "esp32"
 
 
+def test_esp32_generic_wiring_has_every_sensor_and_active_low_loads() -> None:
+    from device.board import load_board
+
+    wiring = wiring_for(load_board("boards/esp32_generic.json"))
+    assert wiring["loads"] == {"26": 2000.0, "27": -1500.0}
+    assert sorted(wiring["active_low"]) == ["26", "27"]
+    assert wiring["onewire"] == ["4"] and list(wiring["thermistors"]) == ["34"]
+    simmachine._wiring = wiring
+    try:
+        simmachine._levels.clear()
+        room = simmachine.Room({}, io.BytesIO())
+        assert room.power_w() == 0.0  # relays never driven: off
+        simmachine._levels.update({26: 0, 27: 1})  # heater line low: energised; cooler high: off
+        assert room.power_w() == 2000.0
+    finally:
+        simmachine._wiring = {}
+        simmachine._levels.clear()
+
+
 def test_plan_copies_changed_and_missing_files_and_removes_dropped_ones() -> None:
     local = flash.manifest_of({"a.mpy": b"1", "b.mpy": b"2", "main.py": b"m"})
     board = {"a.mpy": local["a.mpy"], "b.mpy": {"sha256": "0" * 64, "size": 1}, "old.mpy": {}, "manifest.json": {}}
@@ -195,3 +217,94 @@ def test_hil_checks_name_what_failed() -> None:
     assert hil.check_control(ok)["heap_after_boot"] == 100
     with pytest.raises(hil.StepFailed, match="task crash"):
         hil.check_control('HEAP 1 1\nSUMMARY {"task_crashes": 2}\n')
+
+
+class FlashBoard:
+    """A board for ``flash.flash``: a dict filesystem, the flash tool's board code run on CPython."""
+
+    def __init__(self, files: dict[str, bytes], full_at: str = "") -> None:
+        self.files = dict(files)
+        self.full_at = full_at  # writing this path fails with ENOSPC
+        self.manifests: list[dict[str, object]] = []  # every manifest written, in order
+
+    def __call__(self, port: str, timeout_s: float) -> FlashBoard:
+        return self
+
+    def __enter__(self) -> FlashBoard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def _s(self, path: str, b64: str, mode: str) -> None:
+        if path == "/" + self.full_at:
+            raise BoardError(1, "board error: OSError: 28")
+        data = binascii.a2b_base64(b64)
+        key = path.lstrip("/")
+        self.files[key] = (self.files.get(key, b"") if mode == "ab" else b"") + data
+        if key == flash.MANIFEST:
+            self.manifests.append(json.loads(self.files[key])["files"])
+
+    def run(self, code: str, timeout_s: float | None = None) -> str:
+        if code == flash._READ_MANIFEST:
+            return self.files.get(flash.MANIFEST, b"{}").decode()
+        if "statvfs" in code:
+            return str(1 << 20)
+        if "_s(" in code and "def _s" not in code:
+            exec(code, {"_s": self._s})
+        if "_h(_p)" in code:
+            paths = eval(code.split("for _p in ", 1)[1].split(":", 1)[0])
+            return "\n".join(f"{p} {hashlib.sha256(self.files.get(p, b'')).hexdigest()}" for p in paths)
+        return ""
+
+    def reset_and_run(self) -> None:
+        return None
+
+
+def test_flash_drops_changing_files_from_the_manifest_before_writing_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    old = {"a.mpy": b"a", "main.py": b"old main"}
+    new = {"a.mpy": b"a", "main.py": b"new main"}
+    files = dict(old)
+    files[flash.MANIFEST] = json.dumps({"files": flash.manifest_of(old)}).encode()
+    board = FlashBoard(files, full_at="main.py")
+    monkeypatch.setattr(flash, "Board", board)
+    monkeypatch.setattr(flash, "build_image", lambda *args: dict(new))
+    with pytest.raises(BoardError, match=r"filesystem full while writing /main\.py") as exc:
+        flash.flash("b.json", "socket://x:1", Path("."))
+    assert exc.value.code == 1
+    # main.py left the manifest before it was touched; a.mpy, unchanged, is still current.
+    assert board.manifests == [{"a.mpy": flash.manifest_of(old)["a.mpy"]}]
+
+    board.full_at = ""
+    figures = flash.flash("b.json", "socket://x:1", Path("."))
+    assert figures["copy"] == ["main.py"] and board.files["main.py"] == b"new main"
+    assert board.manifests[-1] == flash.manifest_of(new)
+
+
+def test_heapmap_orders_modules_after_what_they_import() -> None:
+    from tools.vboard import heapmap
+
+    order = heapmap.dependency_order(["device.boot", "device.clock", "device.compat", "device.store.log", "asyncio"])
+    assert order[0] == "asyncio"
+    assert order.index("device.compat") < order.index("device.clock") < order.index("device.boot")
+    assert "device.store.base" in heapmap.module_imports("device.store.log")
+    assert "device.store.logrecover" not in heapmap.module_imports("device.store.log")  # loaded on first use
+    assert heapmap.parse_qstr("qstr pool: n_pool=2, n_qstr=9, n_str_data_bytes=80, n_total_bytes=300\n") == {
+        "n_pool": 2,
+        "n_qstr": 9,
+        "n_str_data_bytes": 80,
+        "n_total_bytes": 300,
+    }
+
+
+@pytest.mark.skipif(
+    not Path(sys.executable).with_name("micropython").exists(), reason="needs the micropython binary beside python"
+)
+def test_heapmap_measures_a_board_boot_under_micropython() -> None:
+    from tools.vboard import heapmap
+
+    fig = heapmap.measure("boards/host_mcu_sim.json")
+    assert fig["board"] == "host_mcu_sim"
+    assert 20000 < fig["heap_after_boot"] < fig["qstr"]["n_total_bytes"] + 200000
+    assert fig["modules"]["device.apps.thermostat"] > 0 and "device.store.memory" in fig["modules"]
+    assert "device.core.backoff" not in fig["modules"]  # the supervisor loads it at a task's first crash

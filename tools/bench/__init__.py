@@ -29,6 +29,7 @@ BENCHMARKS = {
     "fleet": "tools.bench.fleet",
     "fault-tick": "tools.bench.fault_tick",
     "camera-fps": "tools.bench.camera",
+    "lan-fuzz": "tools.bench.lan_fuzz",
 }
 
 

@@ -5,8 +5,12 @@ comes back; ``brickproof sim`` machinery: real devices, real mosquitto, one
 process) run at a few fleet sizes, each with the per-device reconnect spread
 (2 minutes) and without it (0). Figures per run: wall and CPU seconds, CPU
 per device per simulated hour, peak RSS growth, the reconnect peak after the
-outage (connects per simulated second) and the resync time (last fault ->
-the outage's backlog delivered, simulated seconds).
+outage (connects per simulated second, and per real second: what the broker
+sees), the resync time (last fault -> the outage's backlog delivered,
+simulated seconds) and the invariants that broke, if any.
+
+Measured here (2 shared cores): 1,000 devices in one process hold every
+invariant, ~100 ms CPU per device per simulated hour, ~200 MB RSS.
 
 No raw-library ratio: nothing raw simulates a fleet. Sizes with
 ``BRICKPROOF_FLEET_SIZES`` (e.g. ``50,200,1000``); default ``50,200``.
@@ -66,8 +70,11 @@ def _one(devices: int, spread: str) -> dict[str, Any]:
         "cpu_ms_per_device_sim_h": round(1000 * cpu / devices / sim_h, 1) if sim_h else None,
         "rss_growth_mb": round((rss_after - rss_before) / 1024, 1),
         "peak_connects_after_outage_per_s": metrics["peak_connects_after_outage_per_s"],
+        "peak_connects_after_outage_per_real_s": metrics["peak_connects_after_outage_per_real_s"],
         "resync_s": metrics["resync_s"],
+        "shadow_converged_s": metrics["shadow_converged_s"],
         "ok": metrics["ok"],
+        "broken": sorted(name for name, held in metrics["invariants"].items() if not held),
     }
 
 

@@ -1,13 +1,15 @@
 """``brickproof vboard``: a virtual MicroPython board on a TCP port, for mpremote, flash and HIL runs.
 
-    brickproof vboard --board B --listen 127.0.0.1:PORT [--fs DIR] [--heap BYTES]
+    brickproof vboard --board B --listen 127.0.0.1:PORT [--fs DIR] [--heap BYTES] [--fs-bytes N]
 
 ``mpremote connect socket://127.0.0.1:PORT`` then works as with a board on
 a serial port (raw REPL, raw-paste, soft reset, ``fs``, ``exec``). PORT 0
 picks a free port; the first line printed says which. The board's
 filesystem is the directory DIR (default ``.brickproof/vboard/<board>/fs``);
 the VM runs with the board's ``heap_budget_bytes`` (plus ``VM_OVERHEAD`` for the
-agent and simulated machine) unless ``--heap`` says.
+agent and simulated machine) unless ``--heap`` says. ``--fs-bytes N`` gives the
+filesystem a board's size (N bytes in 4 KB blocks, see ``vm/vbfs.py``): a
+write past it fails with ENOSPC and ``os.statvfs`` reports it.
 Runs until interrupted (Ctrl-C or SIGTERM). Exit 2 on a bad argument.
 """
 
@@ -47,6 +49,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 0), help="HOST:PORT (port 0: any free one)")
     p.add_argument("--fs", help="the board's filesystem directory (default .brickproof/vboard/<board>/fs)")
     p.add_argument("--heap", type=int, help="VM heap bytes (default: the board's heap_budget_bytes, else 128 KiB)")
+    p.add_argument("--fs-bytes", type=int, default=0, help="filesystem size in bytes (4 KB blocks; default: no limit)")
     p.set_defaults(handler=handle)
 
 
@@ -61,9 +64,16 @@ def handle(args: argparse.Namespace) -> int:
     host, port = args.listen
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
-    with VirtualBoard(fs_dir, wiring_for(board), heap, host, port) as vb:
+    if args.fs_bytes < 0:
+        sys.stderr.write("error: --fs-bytes must be >= 0\n")
+        return 2
+    wiring = wiring_for(board)
+    wiring["fs_bytes"] = args.fs_bytes
+    with VirtualBoard(fs_dir, wiring, heap, host, port) as vb:
         sys.stdout.write(
-            f"vboard {board['name']} listening on socket://{vb.host}:{vb.port} fs={vb.fs_dir} heap={heap}\n"
+            f"vboard {board['name']} listening on socket://{vb.host}:{vb.port} fs={vb.fs_dir} heap={heap}"
+            + (f" fs_bytes={args.fs_bytes}" if args.fs_bytes else "")
+            + "\n"
         )
         sys.stdout.flush()
         try:

@@ -2,9 +2,11 @@
 
 ``wiring_for(board)`` reads the thermostat's parts from the validated board:
 output pins that switch a heater (positive watts) or a cooler (negative),
-ADC pins with an NTC thermistor (its divider options), 1-Wire pins. Every
-other part gets plain simulated pins. The result is JSON for the VM's
-``simmachine``.
+and which of them drive an active-low relay.
+Every temperature sensor part (the thermostat's and others, such as a floor
+sensor) reads the one simulated room: ADC pins with an NTC thermistor (its
+divider options), 1-Wire pins with a DS18B20. Every other part gets plain
+simulated pins. The result is JSON for the VM's ``simmachine``.
 """
 
 from __future__ import annotations
@@ -29,22 +31,28 @@ def wiring_for(board: dict[str, Any], room_path: str = "") -> dict[str, Any]:
     loads: dict[str, float] = {}
     thermistors: dict[str, dict[str, Any]] = {}
     onewire: list[str] = []
+    active_low: list[str] = []  # load pins whose relay is on when the line is low
     roles = {
         "heater": thermostat.get("heater", "heater"),
         "cooler": thermostat.get("cooler"),
-        "sensor": thermostat.get("sensor", "room_sensor"),
     }
     for role in ("heater", "cooler"):
         part = hw.get(roles[role] or "")
         if part and part.get("driver") in _SWITCH_DRIVERS and part.get("pin") is not None:
             pin = resolve_pin(board, part["pin"], "hw.%s.pin" % roles[role])
             loads[str(pin)] = HEATER_W if role == "heater" else COOLER_W
-    sensor = hw.get(roles["sensor"] or "")
-    if sensor and sensor.get("pin") is not None:
-        pin = resolve_pin(board, sensor["pin"], "hw.%s.pin" % roles["sensor"])
-        if sensor.get("driver") == "thermistor_adc":
+            if part.get("active_low"):
+                active_low.append(str(pin))
+    for part_name in sorted(hw):
+        sensor = hw[part_name]
+        if not isinstance(sensor, dict) or sensor.get("pin") is None:
+            continue
+        if sensor.get("driver") not in ("thermistor_adc", "ds18b20"):
+            continue
+        pin = resolve_pin(board, sensor["pin"], "hw.%s.pin" % part_name)
+        if sensor["driver"] == "thermistor_adc":
             thermistors[str(pin)] = {k: sensor[k] for k in _THERMISTOR_KEYS if k in sensor}
-        elif sensor.get("driver") == "ds18b20":
+        else:
             onewire.append(str(pin))
     name = str(board.get("name", "vboard"))
     return {
@@ -52,6 +60,7 @@ def wiring_for(board: dict[str, Any], room_path: str = "") -> dict[str, Any]:
         "chip": str(board.get("chip", "host")),
         "uid": hashlib.sha256(name.encode()).hexdigest()[:12],
         "loads": loads,
+        "active_low": active_low,
         "thermistors": thermistors,
         "onewire": onewire,
         "room": dict(ROOM),

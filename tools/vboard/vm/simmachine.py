@@ -60,9 +60,15 @@ class Room:
     def power_w(self) -> float:
         total = 0.0
         loads = _wiring.get("loads", {})
+        low = _wiring.get("active_low", ())
         for pin in loads:
             number = int(pin)
-            share = _duty[number] / 65535 if number in _duty else _levels.get(number, 0)
+            if number in _duty:
+                share = _duty[number] / 65535
+            elif number in _levels:  # an active-low relay is energised by a low line
+                share = 1 - _levels[number] if pin in low else _levels[number]
+            else:
+                share = 0  # a pin never driven: the relay is off
             total += loads[pin] * share
         return total
 

@@ -206,6 +206,9 @@ def main(fs_dir: str, mode: str, cause: int, wiring_path: str, ctl_path: str) ->
     os.mount(os.VfsPosix(fs_dir), "/")
     vbos.setup(fs_dir)
     sys.modules["os"] = vbos
+    import vbfs
+
+    vbfs.install(simmachine._wiring, vbos.HOST_MOUNT)  # the filesystem's size, if the board has one
     os.chdir("/")
     sys.path[:] = ["", ".frozen", "/lib"]  # as on a board: asyncio and friends are frozen
     write = sys.stdout.write

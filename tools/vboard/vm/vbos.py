@@ -1,13 +1,17 @@
-"""``os`` for the virtual board: the built-in one with ``rename`` fixed.
+"""``os`` for the virtual board: the built-in one with ``rename`` fixed and the size quota seen.
 
 The unix port's ``VfsPosix`` with a root directory builds both paths of a
 rename in one shared buffer, so ``rename(a, b)`` becomes ``rename(b, b)``
 (ENOENT). The board's store renames over files atomically, so here the
 rename goes through a root-less ``VfsPosix`` mounted at ``HOST_MOUNT``.
+With a filesystem quota (``vbfs``), ``statvfs`` reports it and a remove or
+rename makes the quota count the usage again.
 """
 
 import os as _os
 from os import *  # noqa: F403 - this module stands in for os
+
+import vbfs
 
 HOST_MOUNT = "/.vbhost"
 _fs_dir = ""
@@ -28,6 +32,16 @@ def _host(path: str) -> str:
 
 def rename(old: str, new: str) -> None:
     _os.rename(_host(old), _host(new))
+    vbfs.forget()  # a rename over a file frees its blocks
+
+
+def remove(path: str) -> None:
+    _os.remove(path)
+    vbfs.forget()
+
+
+def statvfs(path: str = "/") -> tuple:
+    return vbfs.statvfs_of() if vbfs._quota else _os.statvfs(path)
 
 
 def _at_root(path: str) -> bool:

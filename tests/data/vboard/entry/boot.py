@@ -1,1 +1,0 @@
-# Placeholder boot.py for the virtual board tests (the real one is boards/mp/boot.py).

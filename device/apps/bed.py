@@ -13,7 +13,7 @@ from device.core import bed as law
 from device.core import bed_envelope as env_rules
 from device.errors import StoreError
 from device.log import get_logger
-from device.tickmeter import TickMeter
+from device.tickmeter import TickMeter, run_ticks
 
 _log = get_logger("bed")
 
@@ -95,19 +95,7 @@ class BedApp(BedRequests):
                 await store.put_state(key, value, "local", wall)
 
     async def run(self) -> None:
-        clock = self.env.clock  # type: ignore[attr-defined]
-        tick_ms = self.settings["tick_ms"]
-        due = clock.now_ms()
-        meter = self.meter = TickMeter(clock, tick_ms)
-        while True:
-            started = clock.now_ms()
-            await self.tick()
-            meter.done(due, started)
-            due += tick_ms
-            now = clock.now_ms()
-            if due < now:  # overran: skip missed ticks rather than burst
-                due = now
-            await clock.sleep_ms(due - now)
+        await run_ticks(self, self.settings["tick_ms"])
 
     # -- control ----------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from device.apps.camera_clips import ClipSource, open_clips
 from device.core.motion import MotionDetector
 from device.errors import StoreError
 from device.log import get_logger
-from device.tickmeter import TickMeter
+from device.tickmeter import TickMeter, run_ticks
 
 _log = get_logger("camera")
 
@@ -105,20 +105,8 @@ class CameraApp:
             self.next_clip = top + 1  # the counter was not saved: never reuse a clip id
 
     async def run(self) -> None:
-        clock = self.env.clock  # type: ignore[attr-defined]
-        frame_ms = self.settings["frame_ms"]
-        due = clock.now_ms()
-        meter = self.meter = TickMeter(clock, frame_ms)
         try:
-            while True:
-                started = clock.now_ms()
-                await self.tick()
-                meter.done(due, started)
-                due += frame_ms
-                now = clock.now_ms()
-                if due < now:  # overran: drop frames rather than burst
-                    due = now
-                await clock.sleep_ms(due - now)
+            await run_ticks(self, self.settings["frame_ms"])  # an overrun drops frames rather than bursting
         finally:
             if self._recording_id:
                 self._seal()  # stopped mid-clip: keep what was recorded, cut short (no file left open)

@@ -11,7 +11,7 @@ from device.core import schedule as sched
 from device.core import thermostat as law
 from device.errors import BrickproofError, ConfigError, StoreError
 from device.log import get_logger
-from device.tickmeter import TickMeter
+from device.tickmeter import TickMeter, run_ticks
 
 _log = get_logger("thermostat")
 
@@ -130,19 +130,7 @@ class ThermostatApp:
                 await store.put_state(key, value, "local", wall_ms)
 
     async def run(self) -> None:
-        clock = self.env.clock  # type: ignore[attr-defined]
-        tick_ms = self.settings["tick_ms"]
-        due = clock.now_ms()
-        meter = self.meter = TickMeter(clock, tick_ms)
-        while True:
-            started = clock.now_ms()
-            await self.tick()
-            meter.done(due, started)
-            due += tick_ms
-            now = clock.now_ms()
-            if due < now:  # overran: skip missed ticks rather than burst
-                due = now
-            await clock.sleep_ms(due - now)
+        await run_ticks(self, self.settings["tick_ms"])
 
     async def tick(self) -> None:
         started_us = compat.perf_us()

@@ -128,18 +128,16 @@ class HaBridge:
             await client.close()
 
     def _make_client(self):  # type: ignore[no-untyped-def]
-        from device import compat
+        # The cloud's factory (build.client_factory) gives a persistent session and the cloud's
+        # will; the bridge wants a clean session with its own availability will, so only the
+        # choice of client is shared.
+        from device.link.build import client_class, client_kind
 
         cfg = self.link_cfg
-        kind = cfg["client"]
-        if kind == "auto":
-            kind = "portable" if compat.IS_MICROPYTHON else "paho"
+        kind = client_kind(cfg["client"])
+        Client = client_class(kind)
         options: dict = {}
-        if kind == "paho":
-            from device.link.paho_client import PahoClient as Client  # type: ignore[attr-defined,unused-ignore]
-        else:
-            from device.link.mqtt import MqttClient as Client  # type: ignore[assignment]
-
+        if kind == "portable":
             # The send buffer must hold a whole snapshot (a BMP of the frame).
             options["buffer_size"] = 2048 + self._snapshot_bytes()
         tls = None

@@ -36,17 +36,29 @@ def parse_broker_url(url: str) -> dict:
     return {"name": "broker", "role": "primary", "host": host, "port": port, "tls": tls, "addresses": []}
 
 
+def client_kind(kind: str) -> str:
+    """``link.client`` resolved: ``"paho"`` or ``"portable"`` (``auto``: paho on CPython, portable on MicroPython)."""
+    if kind == "auto":
+        return "portable" if compat.IS_MICROPYTHON else "paho"
+    if kind == "paho" and compat.IS_MICROPYTHON:
+        raise ConfigError("link.client", "paho needs CPython; use 'portable' or 'auto'")
+    return kind
+
+
+def client_class(kind: str):  # type: ignore[no-untyped-def]
+    """The MQTT client class for a resolved ``client_kind``; imported lazily (a board loads only its own)."""
+    if kind == "paho":
+        from device.link.paho_client import PahoClient  # type: ignore[attr-defined,unused-ignore]
+
+        return PahoClient
+    from device.link.mqtt import MqttClient
+
+    return MqttClient
+
+
 def client_factory(cfg: dict, device_id: str):  # type: ignore[no-untyped-def]
     """``make_client(endpoint) -> ClientBase`` for ``Link``."""
-    kind = cfg["client"]
-    if kind == "auto":
-        kind = "portable" if compat.IS_MICROPYTHON else "paho"
-    if kind == "paho":
-        if compat.IS_MICROPYTHON:
-            raise ConfigError("link.client", "paho needs CPython; use 'portable' or 'auto'")
-        from device.link.paho_client import PahoClient as Client  # type: ignore[attr-defined,unused-ignore]
-    else:
-        from device.link.mqtt import MqttClient as Client  # type: ignore[assignment]
+    Client = client_class(client_kind(cfg["client"]))
     tls_files = cfg["tls"]
 
     def make_client(ep: dict):  # type: ignore[no-untyped-def]

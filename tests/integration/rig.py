@@ -32,6 +32,17 @@ REPO = Path(__file__).resolve().parents[2]
 HOST = "broker.test"
 SPEED = 5.0  # simulated seconds per real second
 PRODUCE_EVERY_MS = 100  # simulated: extra telemetry besides the thermostat's own
+# Link settings for tests: faults noticed and recovered from in a few seconds, no long-outage slots.
+FAST_LINK = {
+    "connect_timeout_ms": 1500,
+    "keepalive_s": 5,
+    "backoff_base_ms": 200,
+    "backoff_cap_ms": 2000,
+    "healthy_ms": 5000,
+    "long_outage_ms": 10**8,
+    "spread_ms": 0,
+    "ack_timeout_ms": 3000,
+}
 
 
 class Rig:
@@ -61,19 +72,7 @@ class Rig:
         link["endpoints"] = [
             {"name": "primary", "role": "primary", "host": HOST, "port": self.proxy.port, "tls": False, "addresses": []}
         ]
-        link.update(
-            client=client,
-            dns_servers=[self.dns.address],
-            dns_budget_ms=300,
-            connect_timeout_ms=1500,
-            keepalive_s=5,
-            backoff_base_ms=200,
-            backoff_cap_ms=2000,
-            healthy_ms=5000,
-            long_outage_ms=10**8,
-            spread_ms=0,
-            ack_timeout_ms=3000,
-        )
+        link.update(FAST_LINK, client=client, dns_servers=[self.dns.address], dns_budget_ms=300)
         self.board = board
         self.app_settings = configure_apps(board, ["thermostat"])
         self.device: Device | None = None

@@ -22,7 +22,7 @@ never.
 from __future__ import annotations
 
 import random
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ from device.board import load_board
 from device.boot import Device, build_env
 from device.clock import VirtualClock
 from device.config import configure_apps
+from tests.integration.rig import FAST_LINK
+from tests.integration.waiting import until_sim
 
 REPO = Path(__file__).resolve().parents[2]
 SPEED = 10.0  # simulated seconds per real second
@@ -53,28 +55,12 @@ def _board(tmp_path: Path, proxy_port: int) -> dict[str, Any]:
     link["endpoints"] = [
         {"name": "primary", "role": "primary", "host": "127.0.0.1", "port": proxy_port, "tls": False, "addresses": []}
     ]
-    link.update(
-        client="paho",
-        window=WINDOW,
-        connect_timeout_ms=1500,
-        keepalive_s=5,
-        backoff_base_ms=200,
-        backoff_cap_ms=2000,
-        healthy_ms=5000,
-        long_outage_ms=10**8,
-        spread_ms=0,
-        ack_timeout_ms=3000,
-    )
+    link.update(FAST_LINK, client="paho", window=WINDOW)
     return board
 
 
-async def _run_until(clock: VirtualClock, predicate: Any, timeout_s: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout_s
-    for _ in range(100_000):
-        if predicate() or time.monotonic() > deadline:
-            break
-        await clock.run_until(clock.now_ms() + 200)
-    return bool(predicate())
+async def _run_until(clock: VirtualClock, predicate: Callable[[], Any], timeout_s: float = WAIT_S) -> bool:
+    return await until_sim(clock, predicate, timeout_s)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -29,6 +29,7 @@ from device.board import load_board
 from device.boot import Device, build_env
 from device.clock import VirtualClock
 from device.config import configure_apps
+from tests.integration.waiting import until_sim
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 30.0
@@ -168,12 +169,7 @@ def _board(name: str, broker_port: int, dead_port: int, prefix: str) -> dict[str
 
 
 async def _run_until(clock: VirtualClock, predicate: Callable[[], Any], timeout_s: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout_s
-    for _ in range(100_000):
-        if predicate() or time.monotonic() > deadline:
-            break
-        await clock.run_until(clock.now_ms() + 200)
-    return bool(predicate())
+    return await until_sim(clock, predicate, timeout_s)
 
 
 async def _wait_real(predicate: Callable[[], Any], timeout_s: float = WAIT_S) -> bool:

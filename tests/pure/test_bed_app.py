@@ -1,10 +1,9 @@
 """The bed app on the host_bed_sim board in simulated time: buttons, cloud, LAN, faults, status LED."""
 
-import asyncio
-
 from device import config
 from device.boot import Device, build_env
 from tests.pure._check import repo_path
+from tests.pure._device_run import events, run
 
 SEC = 1000
 MIN = 60000
@@ -16,30 +15,6 @@ def make_device():  # type: ignore[no-untyped-def]
     settings["bed"]["right_schedule"] = []
     env, world = build_env(board)
     return Device(env, settings, world), env, world
-
-
-def run(device, env, ms, then=None):  # type: ignore[no-untyped-def]
-    async def main():  # type: ignore[no-untyped-def]
-        await device.start()
-        await env.clock.advance(ms)
-        if then is not None:
-            await then()
-        await device.stop()
-
-    asyncio.run(main())
-    return device.apps[0]
-
-
-def events(env, kind):  # type: ignore[no-untyped-def]
-    out = []
-
-    async def read():  # type: ignore[no-untyped-def]
-        for record in await env.store.read_outbox(100000):
-            if record.lane == "event" and record.payload.get("type") == kind:
-                out.append(record.payload)
-
-    asyncio.run(read())
-    return out
 
 
 def test_buttons_work_with_no_network():

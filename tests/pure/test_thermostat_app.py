@@ -1,11 +1,10 @@
 """The thermostat task on the host_sim board in simulated time: state, schedule, faults, a full store."""
 
-import asyncio
-
 from device import config
 from device.apps import thermostat as app_mod
 from device.boot import Device, build_env
 from tests.pure._check import repo_path
+from tests.pure._device_run import events, run
 
 MIN = 60000
 HOUR = 3600000
@@ -20,30 +19,6 @@ def make_device(edit=None, apps_edit=None):  # type: ignore[no-untyped-def]
         apps_edit(settings["thermostat"])
     env, world = build_env(board)
     return Device(env, settings, world), env, world
-
-
-def run(device, env, ms, then=None):  # type: ignore[no-untyped-def]
-    async def main():  # type: ignore[no-untyped-def]
-        await device.start()
-        await env.clock.advance(ms)
-        if then is not None:
-            await then()
-        await device.stop()
-
-    asyncio.run(main())
-    return device.apps[0]
-
-
-def events(env, kind):  # type: ignore[no-untyped-def]
-    out = []
-
-    async def read():  # type: ignore[no-untyped-def]
-        for record in await env.store.read_outbox(100000):
-            if record.lane == "event" and record.payload.get("type") == kind:
-                out.append(record.payload)
-
-    asyncio.run(read())
-    return out
 
 
 def test_setpoint_of_500_from_state_is_clamped_and_reported_once():

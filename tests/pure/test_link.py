@@ -223,6 +223,29 @@ def test_long_outage_reconnects_on_the_device_phase_and_drains_rate_limited():
     assert link.receipts[-1]["cause"] == "boot" and link.receipts[-1]["last_cause"] == "dns_empty"
 
 
+def test_after_a_long_outage_the_link_tries_once_per_spread_on_its_phase_without_jitter():
+    # Full jitter with a 120 s cap would try every 0-120 s (aligned: 30, 60, 90 or 120 s apart);
+    # past long_outage_ms the link tries exactly once per spread_ms, so a returning fleet is flat.
+    async def main():
+        cfg = _cfg([PRIMARY], long_outage_ms=60000, spread_ms=30000, backoff_cap_ms=120000)
+        answers = {"iot.example.com": DnsError("gone", "empty")}
+        clock, store, link, _engine, _dialled = _setup(cfg, {"10.0.0.5": "ok"}, answers, hold_ms=10**9)
+        await store.open()
+        task = asyncio.create_task(link.run())
+        await clock.run_until(300000 + link.phase_ms)  # well past the long-outage mark, just before a slot
+        before = link.counters["rounds"]
+        await clock.run_until(600000 + link.phase_ms)
+        during = link.counters["rounds"] - before
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        return during
+
+    assert _run(main) == 10  # 300 s / 30 s
+
+
 def test_an_ip_host_is_dialled_without_asking_dns():
     async def main():
         ep = {"name": "primary", "role": "primary", "host": "10.0.0.5", "port": 1883}

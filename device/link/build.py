@@ -110,6 +110,7 @@ def build_link(env, cfg: dict, device_id: str, policies: dict, commands=None):  
         commands=commands,
     )
     link = Link(env, cfg, device_id, engine, client_factory(cfg, device_id), make_resolver(cfg))
+    engine.commands.register("link_phase", link.phase_command)
     return link, engine
 
 

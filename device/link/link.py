@@ -18,7 +18,13 @@ When a round finds nothing, the link waits a capped exponential backoff
 with full jitter (on the device clock), not reset by a connection that
 lasted less than ``healthy_ms``. Once an outage has lasted
 ``long_outage_ms`` the jitter stops: the device tries once per ``spread_ms``,
-on its own phase in that period (a hash of its id). A fleet then returns
+on its own phase in that period, counted on wall time when the device knows
+it (else on its own clock). The phase is a hash of the device id until the
+cloud assigns one (command ``link_phase``: ``{"phase_ms", "spread_ms"}``,
+kept in the private state key ``_link.phase``): independent hashes bunch
+like dice (the busiest second of a 10,000-device return near mean + 3
+sigma), while a cloud that knows its fleet can lay the phases out evenly
+(``cloud_shim.phases``). A fleet then returns
 evenly over one period whenever the cloud comes back, instead of bunching
 at the start as full jitter does (a device is more likely to be in a long
 sleep than a short one, so wake-ups just after the return come twice as
@@ -39,6 +45,7 @@ from device.log import get_logger
 _log = get_logger("link")
 
 RECEIPTS_KEPT = 8
+PHASE_KEY = "_link.phase"  # the phase the cloud assigned: {"phase_ms", "spread_ms"}
 
 
 class Link:
@@ -71,6 +78,7 @@ class Link:
             healthy_ms=cfg["healthy_ms"],
         )
         self.phase_ms = device_phase_ms(device_id, cfg["spread_ms"])
+        self.phase_source = "hash"  # or "cloud": assigned by the link_phase command
         depth, compacted = self._outbox_figures()
         self.state = ls.LinkState(env.clock.now_ms(), depth, compacted, env.clock.wall_ms())
         self.receipts: list = []
@@ -93,6 +101,7 @@ class Link:
 
     async def run(self) -> None:
         clock = self.env.clock
+        await self._load_phase()
         try:
             while True:
                 self.counters["rounds"] += 1
@@ -101,10 +110,48 @@ class Link:
                 self._move(ls.OFFLINE, cause)
                 delay = self.backoff.next_delay_ms(self.env.rand)
                 if self.cfg["spread_ms"] > 0 and self.state.outage_ms(now) >= self.cfg["long_outage_ms"]:
-                    delay = align_to_phase_ms(now, self.backoff.base_ms, self.phase_ms, self.cfg["spread_ms"])
+                    # On wall time, a fleet's phases line up across devices that booted at different times.
+                    wall = clock.wall_ms()
+                    base = now if wall is None else wall
+                    delay = align_to_phase_ms(base, self.backoff.base_ms, self.phase_ms, self.cfg["spread_ms"])
                 await clock.sleep_ms(delay)
         finally:
             await self.close()
+
+    # -- the reconnect phase the cloud assigns -------------------------------------------
+
+    def _take_phase(self, value) -> str:  # type: ignore[no-untyped-def]
+        """Use ``{"phase_ms", "spread_ms"}``; "" when taken, else why not."""
+        if not isinstance(value, dict):
+            return "args must be an object"
+        phase, spread = value.get("phase_ms"), value.get("spread_ms")
+        if not isinstance(phase, int) or isinstance(phase, bool):
+            return "phase_ms must be an integer"
+        if not isinstance(spread, int) or isinstance(spread, bool):
+            return "spread_ms must be an integer"
+        if spread != self.cfg["spread_ms"]:
+            return "spread_ms %d is not this device's %d" % (spread, self.cfg["spread_ms"])
+        if not 0 <= phase < spread:
+            return "phase_ms %d is outside [0, %d)" % (phase, spread)
+        self.phase_ms = phase
+        self.phase_source = "cloud"
+        return ""
+
+    async def _load_phase(self) -> None:
+        try:
+            entry = await self.env.store.get_state(PHASE_KEY)
+        except StoreError:
+            return  # the hash phase serves until the cloud sends it again
+        if entry is not None:
+            self._take_phase(entry.value)  # a board whose spread changed since: back to the hash
+
+    async def phase_command(self, args: dict) -> dict:
+        """Command ``link_phase``: take the phase the cloud assigned and keep it across reboots."""
+        why = self._take_phase(args)
+        if why:
+            raise ValueError(why)
+        await self.env.store.put_state(PHASE_KEY, {"phase_ms": self.phase_ms, "spread_ms": self.cfg["spread_ms"]})
+        return {"phase_ms": self.phase_ms, "source": self.phase_source}
 
     async def close(self) -> None:
         for name in list(self._clients):
@@ -246,6 +293,7 @@ class Link:
         out["endpoint"] = self.endpoint_name
         out["address"] = self.address
         out["backoff_attempts"] = self.backoff.attempts
+        out["phase"] = {"ms": self.phase_ms, "source": self.phase_source}
         out["counters"] = dict(self.counters)
         out["addrbook_writes"] = self.book.writes
         clients = {}

@@ -108,3 +108,36 @@ async def test_the_same_id_twice_is_answered_once(device: tuple[Rig, Pinged], br
         assert list(issuer.results(rig.device_id)) == [cid]
         stats = issuer.stats()
         assert stats["ok"] == 1 and stats["duplicate_results"] == 0 and stats["issued"] == 1
+
+
+
+async def test_the_cloud_lays_out_reconnect_phases_and_the_device_keeps_its_own(
+    tmp_path: Path, broker: Mosquitto, unique_id: str
+) -> None:
+    from cloud_shim.phases import assign_phases, send_phases
+    from device.link.link import PHASE_KEY
+
+    spread = 60_000
+    rig = Rig(tmp_path, broker, unique_id)
+    rig.board["link"]["spread_ms"] = spread  # the test rig's fast link has no spread
+    try:
+        await rig.start()
+        await settle(rig)
+        assert rig.device is not None and rig.device.link is not None
+        link = rig.device.link
+        phases = assign_phases([rig.device_id, "other-b", "other-a"], spread)
+        assert sorted(phases.values()) == [0, spread // 3, 2 * spread // 3]
+        with issuer_for(rig, broker) as issuer:
+            sent = send_phases(issuer, {rig.device_id: phases[rig.device_id]}, spread)
+            result = await answered(rig, issuer, sent[rig.device_id])
+            assert result["status"] == "ok", result
+            assert result["result"] == {"phase_ms": phases[rig.device_id], "source": "cloud"}
+            bad = issuer.issue(rig.device_id, "link_phase", {"phase_ms": 1, "spread_ms": spread + 1}, ttl_ms=60_000)
+            refused = await answered(rig, issuer, bad)
+            assert refused["status"] == "error" and "is not this device's" in refused["error"], refused
+        kept = await rig.device.env.store.get_state(PHASE_KEY)
+        assert kept is not None and kept.value == {"phase_ms": phases[rig.device_id], "spread_ms": spread}
+        assert link.phase_ms == phases[rig.device_id] and link.phase_source == "cloud"
+    finally:
+        await rig.stop()
+        rig.close()

@@ -246,6 +246,70 @@ def test_after_a_long_outage_the_link_tries_once_per_spread_on_its_phase_without
     assert _run(main) == 10  # 300 s / 30 s
 
 
+def test_a_phase_assigned_by_the_cloud_is_used_on_wall_time_and_survives_a_reboot():
+    async def main():
+        cfg = _cfg([PRIMARY], long_outage_ms=60000, spread_ms=30000, backoff_cap_ms=20000)
+        answers = {"iot.example.com": DnsError("gone", "empty")}
+        clock, store, link, _engine, _dialled = _setup(cfg, {"10.0.0.5": "ok"}, answers, hold_ms=10**9)
+        clock.set_wall_ms(1700000012345)  # wall time not a multiple of the spread: alignment shows
+        await store.open()
+        hashed = link.phase_ms
+        assigned = (hashed + 12345) % 30000
+        answer = await link.phase_command({"phase_ms": assigned, "spread_ms": 30000})
+        # A reboot: a new link on the same store takes the assigned phase when it starts.
+        engine2 = FakeEngine(clock, 10**9)
+        rebooted = Link(link.env, cfg, "dev-1", engine2, lambda ep: FakeClient({"10.0.0.5": "ok"}, []), link.resolver)
+        task = asyncio.create_task(rebooted.run())
+        await clock.run_until(300000)  # a 5-minute outage, then the broker answers
+        answers["iot.example.com"] = ["10.0.0.5"]
+        await clock.run_until(400000)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        return hashed, assigned, answer, rebooted, engine2
+
+    hashed, assigned, answer, rebooted, engine2 = _run(main)
+    assert answer == {"phase_ms": assigned, "source": "cloud"}
+    assert rebooted.phase_ms == assigned != hashed and rebooted.stats()["phase"]["source"] == "cloud"
+    assert len(engine2.served) == 1
+    at_ms = engine2.served[0][0]
+    assert (1700000012345 + at_ms) % 30000 == assigned, (at_ms, assigned)  # on the wall clock's phase
+
+
+def test_a_bad_phase_from_the_cloud_is_refused_and_the_hash_phase_kept():
+    async def main():
+        cfg = _cfg([PRIMARY], spread_ms=30000)
+        _clock, store, link, _engine, _dialled = _setup(cfg, {}, {})
+        await store.open()
+        errors = []
+        for args in (
+            {"phase_ms": 30000, "spread_ms": 30000},
+            {"phase_ms": -1, "spread_ms": 30000},
+            {"phase_ms": 5, "spread_ms": 60000},
+            {"phase_ms": "5", "spread_ms": 30000},
+            {"phase_ms": True, "spread_ms": 30000},
+            [5, 30000],
+        ):
+            try:
+                await link.phase_command(args)
+            except ValueError as exc:
+                errors.append(str(exc))
+        return link, errors, await store.get_state("_link.phase")
+
+    link, errors, kept = _run(main)
+    assert errors == [
+        "phase_ms 30000 is outside [0, 30000)",
+        "phase_ms -1 is outside [0, 30000)",
+        "spread_ms 60000 is not this device's 30000",
+        "phase_ms must be an integer",
+        "phase_ms must be an integer",
+        "args must be an object",
+    ]
+    assert link.phase_source == "hash" and kept is None
+
+
 def test_an_ip_host_is_dialled_without_asking_dns():
     async def main():
         ep = {"name": "primary", "role": "primary", "host": "10.0.0.5", "port": 1883}

@@ -33,6 +33,16 @@ def test_storm_without_jitter_or_spread_misses_the_peak_goal(monkeypatch: pytest
     assert figures["peak_connects_per_s"] > figures["peak_goal"]
 
 
+def test_cloud_assigned_phases_flatten_the_return_below_the_hashed_peak() -> None:
+    cfg = rs.fleet_link_cfg()
+    assigned = asyncio.run(rs._storm(3000, 1, cfg, None, assigned=True))
+    hashed = asyncio.run(rs._storm(3000, 1, cfg, None, assigned=False))
+    assert assigned["back"] == hashed["back"] == 3000
+    # 3,000 evenly laid phases over 300 s: exactly 10 per second; hashes bunch well above that.
+    assert assigned["peak_connects_per_s"] == 10
+    assert hashed["peak_connects_per_s"] > assigned["peak_connects_per_s"]
+
+
 def test_storm_with_the_real_link_brings_everyone_back() -> None:
     figures = asyncio.run(rs._storm(300, 1, rs.fleet_link_cfg(), None))
     assert figures["online_before"] == 300

@@ -2,10 +2,14 @@
 
 Part 1 (virtual time, ``storm_fleet``): ``devices`` real ``Link``s with the
 fleet board's link settings connect, stay up 5 simulated minutes (a healthy
-run: backoff reset), lose the broker for 30 minutes, and come back. Figures:
-the peak of successful connects over any 1-second window after the outage
-(goal <= 1.5 x fleet / backoff cap) and the time until 99% are back (goal <=
-cap + 30 s), plus the peak of attempts while the broker was down (printed).
+run: backoff reset), lose the broker for 30 minutes, and come back. It runs
+twice: with the reconnect phases the cloud assigned while the fleet was up
+(``cloud_shim.phases``, delivered through the link's ``link_phase`` command
+handler) -- the figures with goals: the peak of successful connects over any
+1-second window after the outage (goal <= 1.5 x fleet / backoff cap) and the
+time until 99% are back (goal <= cap + 30 s) -- and with the phases each
+device hashes from its id (a fleet the cloud never assigned; printed as
+``hashed_*``), plus the peak of attempts while the broker was down.
 
 Part 2 (real time, real devices): a scripted broker on loopback reads each
 CONNECT and withholds the CONNACK from a client's first five, then serves it
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from cloud_shim.faults.mqttframe import connect_client_id
+from cloud_shim.phases import assign_phases
 from cloud_shim.sim.fleet import REPO, SimFleet
 from cloud_shim.sim.fleetlog import FleetLog
 from device.board import load_board
@@ -55,10 +60,16 @@ def peak_per_window(times_ms: list[int], window_ms: int = 1000) -> int:
     return best
 
 
-async def _storm(devices: int, seed: int, cfg: dict[str, Any], progress: IO[str] | None) -> dict[str, Any]:
+async def _storm(
+    devices: int, seed: int, cfg: dict[str, Any], progress: IO[str] | None, assigned: bool = False
+) -> dict[str, Any]:
     clock = VirtualClock(speed=0)
     net = Network(clock)
     links = await build_links(devices, cfg, clock, net, seed)
+    if assigned and cfg["spread_ms"] > 0:
+        phases = assign_phases([link.device_id for link in links], cfg["spread_ms"])
+        for link in links:
+            await link.phase_command({"phase_ms": phases[link.device_id], "spread_ms": cfg["spread_ms"]})
     tasks = [asyncio.create_task(link.run()) for link in links]
     try:
         await clock.run_until(UP_MS)
@@ -68,7 +79,10 @@ async def _storm(devices: int, seed: int, cfg: dict[str, Any], progress: IO[str]
         back_at = clock.now_ms()
         net.end_outage()
         if progress is not None:
-            progress.write("reconnect-storm: %d links, outage over at %.0f s (sim)\n" % (devices, back_at / 1000))
+            how = "cloud-assigned" if assigned else "hashed"
+            progress.write(
+                "reconnect-storm: %d links, %s phases, outage over at %.0f s (sim)\n" % (devices, how, back_at / 1000)
+            )
         horizon = back_at + cfg["backoff_cap_ms"] + cfg["spread_ms"] + 120_000
         while clock.now_ms() < horizon:
             await clock.run_until(clock.now_ms() + 10_000)
@@ -186,7 +200,10 @@ def run(size: str, seed: int, progress: IO[str] | None, cfg: dict[str, Any] | No
     sizes = SIZES[size]
     link_cfg = cfg if cfg is not None else fleet_link_cfg()
     started = time.monotonic()
-    figures = asyncio.run(_storm(sizes["devices"], seed, link_cfg, progress))
+    figures = asyncio.run(_storm(sizes["devices"], seed, link_cfg, progress, assigned=True))
+    hashed = asyncio.run(_storm(sizes["devices"], seed, link_cfg, progress, assigned=False))
+    for key in ("back", "peak_connects_per_s", "mean_connects_per_s", "back_99pct_s"):
+        figures["hashed_" + key] = hashed[key]
     figures["storm_wall_s"] = round(time.monotonic() - started, 1)
     with FleetLog(io.StringIO()):
         figures.update(asyncio.run(_connack(sizes["connack_devices"], seed)))

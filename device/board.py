@@ -235,6 +235,39 @@ _SIM = {
     },
 }
 
+OTA_SPEC = {
+    "type": "dict",
+    "default": {},
+    "doc": "over-the-air updates (device/ota/agent.py): signed bundles in chunks over MQTT, A/B slots",
+    "fields": {
+        "enabled": {"type": "bool", "default": False},
+        "pubkey_file": {
+            "type": "str",
+            "nullable": True,
+            "default": None,
+            "doc": "ota_pub.json (from brickproof provision); required when enabled",
+        },
+        "root": {"type": "str", "default": "", "doc": "the device root holding ota/; '': the working dir"},
+        "chunk_bytes": {"type": "int", "min": 256, "max": 65536, "default": 4096},
+        "max_bundle_bytes": {"type": "int", "min": 1024, "max": 2**31, "default": 1048576},
+        "backlog_max": {
+            "type": "int",
+            "min": 0,
+            "default": 200,
+            "doc": "outbox records above which no download or switch starts (outage catch-up first)",
+        },
+        "health_ms": {"type": "int", "min": 1000, "max": 3600000, "default": 60000, "doc": "trial boot health gate"},
+        "check_every_ms": {"type": "int", "min": 100, "max": 600000, "default": 1000},
+        "max_trial_boots": {"type": "int", "min": 1, "max": 10, "default": 3},
+        "require_link": {
+            "type": "bool",
+            "default": True,
+            "doc": "a trial must reach ONLINE within health_ms when the device has a link",
+        },
+        "request_timeout_ms": {"type": "int", "min": 100, "max": 600000, "default": 10000},
+    },
+}
+
 BOARD_SPEC = {
     "type": "dict",
     "fields": {
@@ -249,6 +282,7 @@ BOARD_SPEC = {
         "apps": {"type": "dict", "values": {"type": "dict"}, "default": {}, "doc": "each app checks its own"},
         "link": LINK_SPEC,
         "lan": LAN_SPEC,
+        "ota": OTA_SPEC,
         "sim": _SIM,
     },
 }
@@ -401,6 +435,9 @@ def _cross_check(board: dict) -> None:
         if name in seen:
             raise ConfigError("link.endpoints[" + str(i) + "].name", "duplicate endpoint name " + show(name))
         seen.append(name)
+    ota = board["ota"]
+    if ota["enabled"] and not ota["pubkey_file"]:
+        raise ConfigError("ota.pubkey_file", "required when ota.enabled (the ota_pub.json from brickproof provision)")
     sim = board["sim"]
     if sim is not None:
         faults = sim["faults"]

@@ -70,6 +70,9 @@ def build_env(board: dict, speed: float = 0.0, with_link: bool = False, clock=No
     lan = board.get("lan")
     if lan and (lan["http"]["enabled"] or lan["ha"]["enabled"]):
         kept["lan"] = lan  # device/lan reads it
+    ota = board.get("ota")
+    if ota and ota["enabled"]:
+        kept["ota"] = ota  # device/ota/agent.py reads it
     return Env(clock, store, hw, rand, kept), world
 
 
@@ -88,6 +91,8 @@ class Device:
         self.watchdog: object = None  # device.watchdog.WatchdogFeeder when the board has a watchdog
         self.extra_tasks: list = []  # (name, coroutine function) run by start: the LAN server, HA bridge
         self.lan_server: object = None  # device.lan.server.LanServer when the board serves the LAN API
+        self.ota: object = None  # device.ota.agent.OtaAgent when the board takes updates over the air
+        self.ota_reset = None  # reset(reason) for the OTA agent; None: its default (machine.reset / exit 75)
 
     def attach_link(self, device_id: str) -> None:
         """Connect to the cloud per the board's ``link`` section (call before ``start``)."""
@@ -111,6 +116,10 @@ class Device:
             from device.lan.server import start_lan_server  # loaded only by boards serving the LAN API
 
             start_lan_server(self)  # appends ("lan", server.run) to extra_tasks
+        if self.env.board.get("ota"):
+            from device.ota.agent import start_ota  # loaded only by boards taking OTA updates
+
+            start_ota(self)  # appends ("ota", agent.run) to extra_tasks; registers ota_update on the link
         for name, run in self.extra_tasks:
             self.supervisor.spawn(name, run)
         hw = self.env.hw
@@ -138,6 +147,8 @@ class Device:
         status["health"] = self.health()
         if self.link is not None:
             status["link"] = self.link.state.state
+        if self.ota is not None:
+            status["ota"] = self.ota.state  # type: ignore[attr-defined]
         return status
 
     def summary(self) -> dict:
@@ -155,6 +166,8 @@ class Device:
         if self.link is not None:
             summary["link"] = self.link.stats()
             summary["sync"] = self.sync.stats()  # type: ignore[attr-defined]
+        if self.ota is not None:
+            summary["ota"] = self.ota.stats()  # type: ignore[attr-defined]
         if self.world is not None:
             summary["world"] = self.world.summary()  # type: ignore[attr-defined]
         return summary
@@ -217,7 +230,11 @@ async def run_device(
             if on_status is not None:
                 on_status(device, status)
 
-    await device.start()
+    try:
+        await device.start()
+    except BaseException:
+        await device.stop()  # the store's writer thread would keep a failed boot's process alive
+        raise
     if on_boot is not None:
         on_boot(device)
     device.supervisor.spawn("status", report_status)

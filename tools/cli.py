@@ -48,6 +48,12 @@ def _build_parser() -> argparse.ArgumentParser:
     from tools import torture
 
     torture.add_parser(sub)
+    from tools import hostboot
+
+    hostboot.add_parser(sub)
+    from tools import bundle
+
+    bundle.add_parser(sub)
     return parser
 
 

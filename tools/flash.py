@@ -1,6 +1,6 @@
 """``brickproof flash``: put Brickproof on a MicroPython board, copying only what changed.
 
-    brickproof flash --board B --port P [--dry-run] [--entry DIR] [--timeout S]
+    brickproof flash --board B --port P [--dry-run] [--entry DIR] [--timeout S] [--ota-pub FILE]
 
 The image: ``device/`` and ``hw/`` (not ``hw/sim``, ``hw/linux``) compiled
 with mpy-cross, ``/boot.py`` and ``/main.py`` from ``boards/mp/`` (``--entry``
@@ -14,6 +14,16 @@ the board's manifest loses the entries of the files about to change, so a
 flash cut short (a full filesystem, a lost link) never leaves a half-written
 file listed as current: the next flash copies it again. Finally the board is
 hard reset (``machine.reset()``) and runs ``main.py``.
+
+A board with ``ota.enabled`` needs ``--ota-pub FILE`` (``ota_pub.json`` from
+``brickproof provision``): the public key its bundles are verified against is
+part of the image, at the board's ``ota.pubkey_file``.
+
+Over-the-air updates live under ``/ota`` (``device/ota``): the flash never
+copies, lists or removes anything there, so the update slots survive it. A
+flash that changed files removes ``/ota/boot.json`` (the boot control
+record) after the new image verified: the board then boots what was just
+flashed (the factory image), not an update slot from before.
 
 P is a serial device or ``socket://HOST:PORT`` (the virtual board).
 Exit 0 done; 1 the board failed (does not answer, filesystem full, a hash
@@ -38,6 +48,8 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("device", "hw")
 SKIP_DIRS = ("hw/sim", "hw/linux")
 MANIFEST = "manifest.json"
+OTA_DIR = "ota"  # the OTA slots and boot record (device/ota): never part of the image
+OTA_BOOT_RECORD = "ota/boot.json"
 _CHUNK = 4096  # file bytes per exec: ~5.5 KB of base64 source, comfortable on a 128 KiB heap
 _ENOSPC = 28
 
@@ -82,7 +94,33 @@ def board_json(board_path: str) -> tuple[dict[str, Any], bytes]:
     return board, json.dumps(board, sort_keys=True, separators=(",", ":")).encode()
 
 
-def build_image(board_path: str, entry_dir: Path, cache_dir: Path, root: Path = REPO) -> dict[str, bytes]:
+def ota_key_file(board: dict[str, Any], ota_pub: Path | None) -> tuple[str, bytes] | None:
+    """``(board path, bytes)`` of the OTA public key the image carries, or None when the board has no OTA.
+
+    A board with ``ota.enabled`` verifies bundles against ``ota.pubkey_file``: the key
+    (``ota_pub.json`` from ``brickproof provision``) is part of its image, so it is
+    needed at every flash (a flash without it would leave the board unable to update).
+    """
+    ota = board.get("ota") or {}
+    if not ota.get("enabled"):
+        if ota_pub is not None:
+            raise BoardError(2, "--ota-pub given, but the board does not enable OTA (ota.enabled)")
+        return None
+    if ota_pub is None:
+        raise BoardError(2, "the board enables OTA: give --ota-pub FILE (ota_pub.json from brickproof provision)")
+    from device.ota.ecdsa import load_pub
+
+    try:
+        data = ota_pub.read_bytes()
+        load_pub(json.loads(data))
+    except (OSError, ValueError) as exc:
+        raise BoardError(2, f"--ota-pub {ota_pub}: not an OTA public key: {exc}") from None
+    return str(ota["pubkey_file"]).lstrip("/"), data
+
+
+def build_image(
+    board_path: str, entry_dir: Path, cache_dir: Path, root: Path = REPO, ota_pub: Path | None = None
+) -> dict[str, bytes]:
     """Board path (no leading slash) -> file contents, manifest excluded."""
     image: dict[str, bytes] = {}
     for src in source_files(root):
@@ -93,7 +131,12 @@ def build_image(board_path: str, entry_dir: Path, cache_dir: Path, root: Path = 
         if not entry.exists():
             raise BoardError(2, f"board entry point {entry} not found")
         image[name] = entry.read_bytes()
-    image["board.json"] = board_json(board_path)[1]
+    board, image["board.json"] = board_json(board_path)
+    key = ota_key_file(board, ota_pub)
+    if key is not None:
+        if key[0] in image or _under_ota(key[0]):
+            raise BoardError(2, f"ota.pubkey_file {key[0]!r} would overwrite a file of the image or the OTA slots")
+        image[key[0]] = key[1]
     return image
 
 
@@ -104,7 +147,7 @@ def manifest_of(image: dict[str, bytes]) -> dict[str, dict[str, Any]]:
 def plan(local: dict[str, dict[str, Any]], on_board: dict[str, Any]) -> tuple[list[str], list[str]]:
     """``(to copy, to delete)``: files whose hash differs or are missing; board files the image dropped."""
     copy = sorted(p for p, meta in local.items() if _sha(on_board.get(p)) != meta["sha256"])
-    delete = sorted(p for p in on_board if p not in local and p != MANIFEST)
+    delete = sorted(p for p in on_board if p not in local and p != MANIFEST and not _under_ota(p))
     return copy, delete
 
 
@@ -113,6 +156,10 @@ def manifest_without(on_board: dict[str, Any], paths: list[str]) -> bytes:
     gone = set(paths)
     kept = {p: meta for p, meta in on_board.items() if p not in gone}
     return json.dumps({"files": kept}, sort_keys=True).encode()
+
+
+def _under_ota(path: str) -> bool:
+    return path == OTA_DIR or path.startswith(OTA_DIR + "/")
 
 
 def _sha(meta: object) -> str | None:
@@ -159,6 +206,14 @@ for _p in %r:
     print(_p, _h(_p))
 del _h, _p
 """
+
+_FORGET_OTA_BOOT = """
+import os
+try:
+    os.remove('/%s')
+except OSError:
+    pass
+""" % (OTA_BOOT_RECORD,)
 
 _MKDIRS = """
 import os
@@ -241,12 +296,17 @@ def _dirs_for(paths: list[str]) -> list[str]:
 
 
 def flash(
-    board_path: str, port: str, entry_dir: Path, dry_run: bool = False, timeout_s: float = 10.0
+    board_path: str,
+    port: str,
+    entry_dir: Path,
+    dry_run: bool = False,
+    timeout_s: float = 10.0,
+    ota_pub: Path | None = None,
 ) -> dict[str, Any]:
     """Flash and return the figures: files/bytes in the image, copied, deleted, seconds."""
     started = time.monotonic()
     cache = REPO / ".brickproof" / "flash" / "mpy"
-    image = build_image(board_path, entry_dir, cache)
+    image = build_image(board_path, entry_dir, cache, ota_pub=ota_pub)
     local = manifest_of(image)
     manifest = json.dumps({"files": local}, sort_keys=True).encode()
     figures: dict[str, Any] = {
@@ -283,6 +343,9 @@ def flash(
             if still:
                 raise BoardError(EXIT_BOARD, f"hash check failed on the board for {', '.join(still)}")
         write_files(board, [(MANIFEST, manifest)])
+        if copy or delete:  # a fresh image boots as flashed: forget the OTA slot choice
+            board.run(_FORGET_OTA_BOOT)
+        figures["ota_boot_reset"] = bool(copy or delete)
         board.reset_and_run()
     figures["seconds"] = time.monotonic() - started
     return figures
@@ -298,6 +361,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="list what would be copied and removed; change nothing")
     p.add_argument("--entry", help="directory with the board's boot.py and main.py (default boards/mp)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the board to answer (default 10)")
+    p.add_argument(
+        "--ota-pub", type=Path, help="ota_pub.json from brickproof provision (boards with ota.enabled need it)"
+    )
     p.set_defaults(handler=handle)
 
 
@@ -306,7 +372,7 @@ def handle(args: argparse.Namespace) -> int:
 
     entry = Path(args.entry) if args.entry else REPO / "boards" / "mp"
     try:
-        fig = flash(resolve_board_path(args.board), args.port, entry, args.dry_run, args.timeout)
+        fig = flash(resolve_board_path(args.board), args.port, entry, args.dry_run, args.timeout, args.ota_pub)
     except BoardError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return exc.code

@@ -12,6 +12,8 @@ Writes into ``--out``::
     <id>.der  <id>.key.der        the same in DER, for MicroPython's ssl (mbedtls)
     <id>.lankey                   the device's LAN token key: 32 random bytes, hex, 0600; kept when
                                   it exists (replacing it would void every token issued for it)
+    ota_signing.pem  ota_pub.json  the OTA bundle signing key (0600) and the public key devices trust;
+                                  made once, kept when it exists (tools/otakey.py)
 
 An existing CA (``ca.pem`` + ``ca.key`` in ``--ca-dir``, default ``--out``) is
 reused, so devices provisioned later still chain to the broker's CA. Keys are
@@ -75,6 +77,7 @@ class Bundle:
     broker_key: Path
     broker_hosts: tuple[str, ...]
     devices: dict[str, DeviceFiles] = field(default_factory=dict)
+    ota_key: Path | None = None  # OTA signing key (tools/otakey.py); ota_pub.json beside it
 
     def device(self, device_id: str) -> DeviceFiles:
         return self.devices[device_id]
@@ -130,6 +133,9 @@ def provision(
         _write_pair(files.cert, files.key, cert, key, serialization.Encoding.PEM)
         _write_pair(files.cert_der, files.key_der, cert, key, serialization.Encoding.DER)
         devices[device_id] = files
+    from tools.otakey import make_or_load
+
+    ota_key = make_or_load(out)
     return Bundle(
         out_dir=out,
         ca=ca_pem,
@@ -140,6 +146,7 @@ def provision(
         broker_key=out / "broker.key",
         broker_hosts=tuple(hosts),
         devices=devices,
+        ota_key=ota_key,
     )
 
 
@@ -354,4 +361,6 @@ def handle(args: argparse.Namespace) -> int:
         out.write(f"device {files.device_id}: {files.cert} {files.key} {files.cert_der} {files.key_der}\n")
         if files.lankey is not None:
             out.write(f"device {files.device_id}: LAN token key {files.lankey}\n")
+    if bundle.ota_key is not None:
+        out.write(f"OTA signing key {bundle.ota_key} (public: {bundle.ota_key.with_name('ota_pub.json')})\n")
     return 0

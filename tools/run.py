@@ -17,7 +17,7 @@ from device.config import APP_NAMES, configure_apps
 from device.errors import ConfigError
 from device.link.build import parse_broker_url
 from hw.sim.faults import ALL_FAULTS
-from tools.store_cmd import add_store_option, storage_config
+from tools.store_cmd import FILE_BACKENDS, add_store_option, storage_config
 
 FAULT_KINDS = ALL_FAULTS  # a part's own kinds are checked when the board is built
 
@@ -282,9 +282,24 @@ def _link_options(board: dict[str, Any], args: argparse.Namespace) -> str | None
     return str(args.device_id or link["client_id"] or board["name"])
 
 
+def _in_ota_root(board: dict[str, Any]) -> None:
+    """Under ``brickproof boot`` (``$BRICKPROOF_OTA_ROOT``) a relative store path lives in the device root,
+    beside its OTA slots and key, not wherever the boot loader was started."""
+    import os
+
+    from device.ota.agent import ROOT_ENV
+
+    root = os.environ.get(ROOT_ENV)
+    storage = board["storage"]
+    path = storage.get("path")
+    if root and path and storage["backend"] in FILE_BACKENDS and not os.path.isabs(path):
+        storage["path"] = os.path.join(root, path)
+
+
 def handle(args: argparse.Namespace) -> int:
     board = load_board(args.board)
     board["storage"] = storage_config(board, args.store)
+    _in_ota_root(board)
     device_id = _link_options(board, args)
     _add_faults(board, args.fault)
     if args.app is None:  # the one app the board configures (host_bed_sim: bed), else the thermostat

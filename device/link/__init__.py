@@ -43,6 +43,10 @@ Topic layout (``{d}`` is the device id; every payload is UTF-8 JSON)::
     bp/{d}/clip/{id}         device -> cloud  QoS 1  a chunk of camera clip {id} (``bulk``): a JSON
                                                      header line {dev, src, id, off, n, total, sha256,
                                                      meta (first chunk)}, a newline, n raw bytes
+    bp/{d}/ota/get           device -> cloud  QoS 0  OTA chunk request {bundle, off, n} (``device/ota/channel.py``)
+    bp/{d}/ota/chunk         cloud -> device  QoS 1  a JSON header line {bundle, off, n, total} or
+                                                     {bundle, error}, a newline, n raw bytes
+                                                     (``cloud_shim/ota_service.py``)
 
 An outbox record on the wire (``topics.encode_record``)::
 

@@ -151,6 +151,10 @@ class SyncEngine:
         self._state_polled = 0
         self._diag_at = 0
         self.bulk = None  # a device.link.bulk.BulkSender: chunks when the lanes are empty (Device.attach_link)
+        # Channels of their own on this session (device/ota/channel.py): each has ``prefix`` (its topics
+        # after "bp/{d}/"), ``subscriptions(device_id) -> [(topic, qos)]``, ``async on_message(rest,
+        # payload)`` and ``fill(client, now_ms)`` (called each turn; publishes without waiting).
+        self.extras: list = []
 
     # -- the session ---------------------------------------------------------------
 
@@ -171,10 +175,13 @@ class SyncEngine:
         self._report_due = True
         self._status_due = True
         d = self.device_id
+        subscriptions = [(topics.desired_topic(d), 1), (topics.command_topic(d), 1)]
+        for extra in self.extras:
+            subscriptions.extend(extra.subscriptions(d))
         try:
             try:
                 await wait_for_ms(
-                    client.subscribe([(topics.desired_topic(d), 1), (topics.command_topic(d), 1)]),
+                    client.subscribe(subscriptions),
                     SUBSCRIBE_TIMEOUT_MS,
                 )
             except Exception as exc:  # asyncio.TimeoutError has no common base with LinkError
@@ -227,6 +234,8 @@ class SyncEngine:
         except StoreError:  # a read the medium refused: counted, tried again next turn
             self.counters["store_errors"] += 1
             wait_ms = self.poll_ms
+        for extra in self.extras:
+            extra.fill(client, now)
         # Acks go to the store in batches, in the background: a big batch, an old one, or nothing in flight.
         if self._acked and self._acking is None:
             if len(self._acked) >= self.ack_batch or now - self._acked_since >= self.ack_delay_ms or not self._pending:
@@ -438,6 +447,10 @@ class SyncEngine:
                 await self.commands.handle(payload)
             except StoreError:
                 self.counters["store_errors"] += 1
+        elif rest is not None:
+            for extra in self.extras:
+                if rest.startswith(extra.prefix):
+                    await extra.on_message(rest, payload)
 
     async def _on_desired(self, payload: bytes) -> None:
         self.counters["desired_received"] += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -60,3 +61,19 @@ def rogue_tls_broker(pki: Pki) -> Iterator[Mosquitto]:
     """mosquitto on ``tls_port`` presenting a certificate from the rogue CA (same names, other keys)."""
     with Mosquitto(tls=pki.rogue_broker_tls()) as b:
         yield b
+
+
+@pytest.fixture(scope="session")
+def ota_keys(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """An OTA signing key and its public key (``tools.otakey``), for the OTA integration tests."""
+    from tests.integration.ota_rig import Keys
+
+    return Keys(tmp_path_factory.mktemp("ota-keys"))
+
+
+@pytest.fixture(scope="session")
+def ota_bundles(tmp_path_factory: pytest.TempPathFactory, ota_keys: Any) -> dict[str, dict[str, Any]]:
+    """The signed bundles the OTA integration tests offer (``ota_rig.make_bundles``), made once."""
+    from tests.integration.ota_rig import make_bundles
+
+    return make_bundles(tmp_path_factory.mktemp("ota-bundles"), ota_keys)

@@ -110,7 +110,6 @@ async def test_the_same_id_twice_is_answered_once(device: tuple[Rig, Pinged], br
         assert stats["ok"] == 1 and stats["duplicate_results"] == 0 and stats["issued"] == 1
 
 
-
 async def test_the_cloud_lays_out_reconnect_phases_and_the_device_keeps_its_own(
     tmp_path: Path, broker: Mosquitto, unique_id: str
 ) -> None:

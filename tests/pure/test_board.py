@@ -324,7 +324,7 @@ def test_board_field_rules():
             {"name": "x", "wifi": {}},
             "",
             "unknown key 'wifi' (known: apps, chip, description, heap_budget_bytes, "
-            "hw, lan, link, name, pins, runtime, sim, storage)",
+            "hw, lan, link, name, ota, pins, runtime, sim, storage)",
         ),
     ]
     for data, path, message in cases:

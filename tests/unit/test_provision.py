@@ -62,9 +62,11 @@ def test_writes_every_file_with_keys_private(bundle: Bundle) -> None:
     expected = {"ca.pem", "ca.der", "ca.key", "broker.pem", "broker.key"}
     for device in ("dev-1", "dev-2"):
         expected |= {device + ".pem", device + ".key", device + ".der", device + ".key.der", device + ".lankey"}
+    expected |= {"ota_signing.pem", "ota_pub.json"}  # the OTA bundle signing key and the devices' public key
     assert names == expected  # and no temp files left behind
     for name in names:
-        assert mode(out / name) == (0o600 if ".key" in name or name.endswith(".lankey") else 0o644), name
+        private = ".key" in name or name.endswith(".lankey") or name == "ota_signing.pem"
+        assert mode(out / name) == (0o600 if private else 0o644), name
 
 
 def test_broker_certificate_chains_to_the_ca_for_each_of_its_names(bundle: Bundle) -> None:

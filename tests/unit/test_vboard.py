@@ -268,7 +268,7 @@ def test_flash_drops_changing_files_from_the_manifest_before_writing_them(monkey
     files[flash.MANIFEST] = json.dumps({"files": flash.manifest_of(old)}).encode()
     board = FlashBoard(files, full_at="main.py")
     monkeypatch.setattr(flash, "Board", board)
-    monkeypatch.setattr(flash, "build_image", lambda *args: dict(new))
+    monkeypatch.setattr(flash, "build_image", lambda *args, **kwargs: dict(new))
     with pytest.raises(BoardError, match=r"filesystem full while writing /main\.py") as exc:
         flash.flash("b.json", "socket://x:1", Path("."))
     assert exc.value.code == 1

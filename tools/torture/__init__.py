@@ -27,6 +27,7 @@ HARNESSES: dict[str, str] = {
     "mqtt-malformed": "tools.torture.mqtt_malformed",
     "tokens": "tools.torture.tokens",
     "model-based": "tools.torture.model_based",
+    "ota": "tools.torture.ota",
 }
 
 SIZES = ("ci", "long")

@@ -10,9 +10,10 @@ test can tear it (write part of ``data``, then cut), and a sync through
 ``_sync(f, rel)`` (a simulated medium may skip the real fsync).
 
 Durability model: what a completed op did stays done after the cut (synced
-writes, renames). ``write_json`` is atomic: temp file, sync, rename over, so a
-reader sees the old object or the new one, never a mix. The boot record and the
-download progress rely on that.
+writes, renames: on CPython the directory is synced after a rename).
+``write_json`` is atomic: temp file, sync, rename over, so a reader sees the
+old object or the new one, never a mix. The boot record and the download
+progress rely on that.
 """
 
 import json
@@ -151,6 +152,20 @@ class OtaFiles:
     def rename(self, src: str, dst: str) -> None:
         self._op("rename", dst)
         os.rename(self.path(src), self.path(dst))
+        self._sync_dir(path_dirname(self.path(dst)))
+
+    def _sync_dir(self, directory: str) -> None:
+        """Make a rename durable: on Linux it is in the directory, which has to be synced itself.
+
+        MicroPython cannot (no ``os.open``); LittleFS commits a rename when it returns.
+        """
+        if IS_MICROPYTHON:
+            return
+        fd = os.open(directory or ".", os.O_RDONLY)  # type: ignore[attr-defined]
+        try:
+            os.fsync(fd)  # type: ignore[attr-defined]
+        finally:
+            os.close(fd)  # type: ignore[attr-defined]
 
     def remove(self, rel: str) -> None:
         """Remove file ``rel``; a missing file is fine."""

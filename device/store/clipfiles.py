@@ -31,6 +31,7 @@ import json
 from binascii import hexlify
 
 from device.core.clipring import CLIP_OVERHEAD, ClipRing
+from device.store.fileio import name_number
 
 MAGIC = b"BPCL"
 FOOTER_BYTES = 12  # MAGIC + 8 hex digits
@@ -44,13 +45,7 @@ def _parse_id(name: str, suffix: str) -> int:
     """The clip id of ``<id><suffix>``, or -1."""
     if not name.endswith(suffix):
         return -1
-    digits = name[: len(name) - len(suffix)]
-    if not digits:
-        return -1
-    for ch in digits:
-        if ch < "0" or ch > "9":
-            return -1
-    return int(digits)
+    return name_number(name[: len(name) - len(suffix)])
 
 
 class FileClips:

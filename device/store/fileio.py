@@ -20,6 +20,16 @@ _ENOENT = 2
 _EEXIST = 17
 
 
+def name_number(digits: str) -> int:
+    """The number a file name part spells in decimal digits (``"42"`` -> 42), or -1 if it is not one."""
+    if not digits:
+        return -1
+    for ch in digits:
+        if ch < "0" or ch > "9":
+            return -1
+    return int(digits)
+
+
 class FileHandle:
     """A file opened for appending (or created)."""
 

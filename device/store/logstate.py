@@ -14,6 +14,7 @@ import json
 from binascii import crc32
 
 from device.store.base import ORIGINS
+from device.store.fileio import name_number
 
 STATE_FILE = "state.json"
 BOOT_PREFIX = "boot."
@@ -24,13 +25,7 @@ def boot_of(name: str) -> int:
     """The boot id a ``boot.N`` file names, or -1."""
     if not name.startswith(BOOT_PREFIX):
         return -1
-    digits = name[len(BOOT_PREFIX) :]
-    if not digits:
-        return -1
-    for ch in digits:
-        if ch < "0" or ch > "9":
-            return -1
-    return int(digits)
+    return name_number(name[len(BOOT_PREFIX) :])
 
 
 def frame_snapshot(body: bytes) -> bytes:

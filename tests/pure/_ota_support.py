@@ -1,8 +1,6 @@
 """Shared by the OTA pure tests: the test public keys, and a fresh device root under /tmp per test."""
 
-import os
-
-from device.ota.otafs import OtaFiles
+from tests.pure._tmpdirs import fresh_dir, remove_tree
 
 # The keys the pure tests' signed vectors were made with (tools.otakey; the tests only verify).
 PUB = {
@@ -19,15 +17,6 @@ OTHER_PUB = {
 }
 
 
-def fresh_dir(prefix: str) -> str:
-    """A new empty directory ``/tmp/brickproof-<prefix>-<12 random hex>`` (no tempfile on MicroPython)."""
-    name = "/tmp/brickproof-" + prefix + "-"
-    for byte in os.urandom(6):
-        name += "%02x" % byte
-    os.mkdir(name)
-    return name
-
-
 def with_root(prefix: str, make):  # type: ignore[no-untyped-def]
     """Decorator: run ``test(make(root))`` in a fresh directory, removed afterwards."""
 
@@ -37,7 +26,7 @@ def with_root(prefix: str, make):  # type: ignore[no-untyped-def]
             try:
                 test(make(root))
             finally:
-                OtaFiles("").rmtree(root)
+                remove_tree(root)
 
         return run
 

@@ -5,41 +5,24 @@ this runs under MicroPython too; a full flash is a ``Files`` whose writes
 fail with ENOSPC past a byte capacity.
 """
 
-import os
-
 from device.core.clipring import CLIP_OVERHEAD
 from device.store.clipfiles import FOOTER_BYTES, META_MAX, FileClips
 from device.store.fileio import FileHandle, Files
 from tests.pure._check import raises
+from tests.pure._tmpdirs import remove_tree, unique_dir
 
 _made = []
 
 
 def _fresh_dir() -> str:
-    name = "/tmp/brickproof-clips-"
-    for byte in os.urandom(6):
-        name += "%02x" % byte
+    name = unique_dir("clips")
     _made.append(name)
     return name
 
 
-def _remove_tree(path: str) -> None:
-    try:
-        names = os.listdir(path)
-    except OSError:
-        return  # never created
-    for name in names:
-        child = path + "/" + name
-        if os.stat(child)[0] & 0x4000:  # S_IFDIR
-            _remove_tree(child)
-        else:
-            os.remove(child)
-    os.rmdir(path)
-
-
 def _cleanup() -> None:
     while _made:
-        _remove_tree(_made.pop())
+        remove_tree(_made.pop())
 
 
 def _frames(clip_id, n, size):  # type: ignore[no-untyped-def]

@@ -98,15 +98,19 @@ def _setup(cfg, script, answers, hold_ms=1000):
     return clock, store, link, engine, dialled
 
 
-async def _run_link(clock, store, link, until_ms):
-    await store.open()
-    task = asyncio.create_task(link.run())
-    await clock.run_until(until_ms)
+async def _stop(task):
     task.cancel()
     try:
         await task
     except asyncio.CancelledError:
         pass
+
+
+async def _run_link(clock, store, link, until_ms):
+    await store.open()
+    task = asyncio.create_task(link.run())
+    await clock.run_until(until_ms)
+    await _stop(task)
 
 
 def test_dns_answer_connects_online_and_remembers_the_address():
@@ -207,11 +211,7 @@ def test_long_outage_reconnects_on_the_device_phase_and_drains_rate_limited():
         await clock.run_until(300000)  # 5 minutes with DNS answering empty and no book
         answers["iot.example.com"] = ["10.0.0.5"]
         await clock.run_until(400000)
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        await _stop(task)
         return link, engine
 
     link, engine = _run(main)
@@ -236,11 +236,7 @@ def test_after_a_long_outage_the_link_tries_once_per_spread_on_its_phase_without
         before = link.counters["rounds"]
         await clock.run_until(600000 + link.phase_ms)
         during = link.counters["rounds"] - before
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        await _stop(task)
         return during
 
     assert _run(main) == 10  # 300 s / 30 s
@@ -263,11 +259,7 @@ def test_a_phase_assigned_by_the_cloud_is_used_on_wall_time_and_survives_a_reboo
         await clock.run_until(300000)  # a 5-minute outage, then the broker answers
         answers["iot.example.com"] = ["10.0.0.5"]
         await clock.run_until(400000)
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        await _stop(task)
         return hashed, assigned, answer, rebooted, engine2
 
     hashed, assigned, answer, rebooted, engine2 = _run(main)

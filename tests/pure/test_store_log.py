@@ -5,24 +5,16 @@ or fail), built through ``open_store`` as a board would: ``fsync`` on, small seg
 the records of one check span several of them. Reopening a directory is a reboot.
 """
 
-import os
-
 from device.store import open_store
 from tests.pure import store_conformance as conformance
+from tests.pure._tmpdirs import remove_tree, unique_dir
 
 SEGMENT_BYTES = 1024
 _made = []  # directories of the running test
 
 
-def _unique_dir() -> str:
-    name = "/tmp/brickproof-logconf-"
-    for byte in os.urandom(6):
-        name += "%02x" % byte
-    return name
-
-
 def make(budget_bytes):  # type: ignore[no-untyped-def]
-    path = _unique_dir()
+    path = unique_dir("logconf")
     _made.append(path)
     cfg = {"backend": "log", "path": path, "budget_bytes": budget_bytes, "fsync": True, "segment_bytes": SEGMENT_BYTES}
 
@@ -34,23 +26,9 @@ def make(budget_bytes):  # type: ignore[no-untyped-def]
     return open_fn
 
 
-def _remove_tree(path: str) -> None:
-    try:
-        names = os.listdir(path)
-    except OSError:
-        return  # never created
-    for name in names:
-        child = path + "/" + name
-        if os.stat(child)[0] & 0x4000:  # S_IFDIR
-            _remove_tree(child)
-        else:
-            os.remove(child)
-    os.rmdir(path)
-
-
 def cleanup() -> None:
     while _made:
-        _remove_tree(_made.pop())
+        remove_tree(_made.pop())
 
 
 def run(check):  # type: ignore[no-untyped-def]

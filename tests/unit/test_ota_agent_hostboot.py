@@ -37,6 +37,28 @@ def test_a_clean_run_is_booted_once_from_factory(tmp_path: Path, capsys: pytest.
     assert lines == ["ota boot=1 slot=factory cause=power note=no boot record"]
 
 
+def test_a_booted_ota_device_keeps_its_store_in_its_root_and_reports_the_agent(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from tools.otakey import make_or_load
+
+    root = tmp_path / "root"
+    make_or_load(root)  # ota_pub.json in the device root, where host_ota_sim looks for it
+    elsewhere = tmp_path / "started-here"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    board = str(REPO / "boards/host_ota_sim.json")
+    code = main(["boot", "--root", str(root), "--", "--board", board, "--for", "5", "--speed", "max", "--json"])
+    assert code == 0
+    out = capfd.readouterr().out
+    summary = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    assert summary["ota"]["state"] == "idle" and summary["ota"]["booted"] == "factory", summary["ota"]
+    assert (root / "ota_store.sqlite").exists()  # the board's relative store path, under the root
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_a_run_that_keeps_failing_is_booted_at_most_max_boots_times(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -30,6 +30,16 @@ Every step is an outbox "event" record ``{"kind": "ota", "stage", "bundle",
 "version", "reason"}``; every refusal carries a reason code
 (``device.ota.manifest.REASONS``) or a gate text, never silently.
 
+A file error while the update is written (a full flash: ``no_space``, any
+other: ``io_error``) discards it and is one refusal (``Updater.discard``); the
+device runs on its current image and a later offer starts afresh.
+
+Heap: the signature, manifest, bundle and staging code (``ecdsa``, ``manifest``,
+``bundlefmt``, ``slots``, ``updater``: ~18 KB on the unix port) is imported at
+the first offer, or at boot only when a download is on the flash. The boot path
+(boot record, last outcome, trial health gate) needs only ``otafs``,
+``bootsel`` and ``record``.
+
 ``reset(reason)`` reboots: ``machine.reset()`` on a board; on the host
 ``SystemExit(EXIT_RESET)``, which ``brickproof boot`` takes as a reset
 (``tools/hostboot.py``); tests pass a callback (``Device.ota_reset``).
@@ -40,13 +50,10 @@ import json
 from device.compat import IS_MICROPYTHON
 from device.errors import ConfigError
 from device.log import get_logger
-from device.ota.bootsel import read_record
+from device.ota import record
+from device.ota.bootsel import RECORD, read_record
 from device.ota.channel import ChunkChannel
-from device.ota.ecdsa import load_pub as load_key
-from device.ota.health import PASS, HealthGate
-from device.ota.manifest import BundleError, target_here
 from device.ota.otafs import OtaFiles
-from device.ota.steps import run_async
 
 _log = get_logger("ota")
 
@@ -55,6 +62,10 @@ ROOT_ENV = "BRICKPROOF_OTA_ROOT"
 DOWNLOAD_POLL_MS = 20  # how often the task looks for a chunk while downloading
 PORTABLE_CHUNK_MAX = 7680  # the portable MQTT client takes packets up to 8 KiB (device/link/mqtt.py)
 LINK_LOOK_MS = 250  # during a trial: how often the link state is looked at
+# The download's files (device.ota.slots: DL_JSON, DL_PART and their temp files): any of them on the
+# flash at boot means the updater has a download to resume or repair.
+DL_FILES = ("ota/dl.json", "ota/dl.part", "ota/dl.json.tmp", "ota/dl.part.tmp")
+_HEX = "0123456789abcdef"
 
 IDLE = "idle"
 DEFERRED = "deferred"
@@ -112,22 +123,39 @@ def pubkey_path(root: str, name: str) -> str:
     return root.rstrip("/") + "/" + name
 
 
+def pub_problem(data) -> str:  # type: ignore[no-untyped-def]
+    """Why ``data`` is not shaped like a P-256 public key JSON ("" when it is).
+
+    The shape only: the curve check needs ``ecdsa``, loaded at the first offer
+    (``brickproof flash`` checked the key in full when it put it on the board).
+    """
+    if not isinstance(data, dict):
+        return "public key must be a JSON object"
+    if data.get("alg") != "ecdsa-p256-sha256":
+        return "public key alg must be ecdsa-p256-sha256"
+    for name, size in (("x", 64), ("y", 64), ("kid", 16)):
+        value = data.get(name)
+        if not isinstance(value, str) or len(value) != size or any(c not in _HEX for c in value):
+            return "public key %s must be %d lowercase hex digits" % (name, size)
+    return ""
+
+
 def load_pub(path: str) -> dict:
     """The public key JSON (ConfigError naming ``ota.pubkey_file`` when it cannot be read)."""
     try:
         with open(path) as f:
             data = json.load(f)
-        load_key(data)  # checked now, not at the first bundle
     except (OSError, ValueError) as exc:
         raise ConfigError("ota.pubkey_file", "cannot use %s: %s" % (path, exc)) from None
+    why = pub_problem(data)
+    if why:
+        raise ConfigError("ota.pubkey_file", "cannot use %s: %s" % (path, why))
     return data  # type: ignore[no-any-return]
 
 
 class OtaAgent:
-    def __init__(self, device, settings: dict, reset=None) -> None:  # type: ignore[no-untyped-def]
-        from device.ota.slots import Slots
-        from device.ota.updater import Updater
-
+    def __init__(self, device, settings: dict, reset=None, files=None) -> None:  # type: ignore[no-untyped-def]
+        """``files``: the ``OtaFiles`` of the device root (tests pass a subclass); default ``ota.root``."""
         self.device = device
         self.settings = settings
         self.reset = reset or default_reset
@@ -138,26 +166,68 @@ class OtaAgent:
             import os
 
             os.makedirs(root, exist_ok=True)  # a host device's root (a board's is its filesystem)
-        self.files = OtaFiles(root)
+        self.files = files if files is not None else OtaFiles(root)
         rec = read_record(self.files)[0]
         self.booted = rec["booted"] if rec else "factory"
         self.version = running_version(self.files, self.booted)
-        self.slots = Slots(self.files, self.version, settings["max_trial_boots"])
-        self.updater = Updater(
-            self.slots,
-            load_pub(pubkey_path(root, settings["pubkey_file"])),
-            device.env.board["name"],
-            self.version,
-            target_here(),
-            settings["max_bundle_bytes"],
-            chunk_bytes(device, settings),
-        )
-        self.updater.resume()  # a power cut may have left the part file ahead of its progress
+        self.pub = load_pub(pubkey_path(root, settings["pubkey_file"]))
+        self.chunk_bytes = chunk_bytes(device, settings)
+        self.target = None  # the bundle target taken; None: this interpreter's (manifest.target_here)
+        self._updater: object = None  # the Updater (and its Slots), built at the first need: ``updater()``
+        self._looked = False  # the flash was looked at for a download left by an earlier boot
+        self._key_checked = False
         self.channel = ChunkChannel(settings["request_timeout_ms"])
         self.state = IDLE
         self.deferred = ""  # the gate reason last reported ("" while the gates are open)
         self.gate: object = None  # the HealthGate of a trial boot, while it runs
         self.counters = {"offers": 0, "refused": 0, "deferred": 0, "chunks": 0, "finished": 0}
+
+    def updater(self):  # type: ignore[no-untyped-def]
+        """The Updater, importing the verify and staging code the first time (see the module's Heap note)."""
+        if self._updater is None:
+            from device.ota.manifest import target_here
+            from device.ota.slots import Slots
+            from device.ota.updater import Updater
+
+            slots = Slots(self.files, self.version, self.settings["max_trial_boots"])
+            updater = Updater(
+                slots,
+                self.pub,
+                self.device.env.board["name"],
+                self.version,
+                self.target or target_here(),
+                self.settings["max_bundle_bytes"],
+                self.chunk_bytes,
+            )
+            self._updater = updater
+            updater.resume()  # a power cut may have left the part file ahead of its progress
+        return self._updater
+
+    def _key_problem(self) -> str:
+        """The full check of the device's public key (on the curve, kid matching), once, at an offer."""
+        if self._key_checked:
+            return ""
+        from device.ota.ecdsa import load_pub as load_key
+
+        try:
+            load_key(self.pub)
+        except ValueError as exc:
+            return "untrusted_key: device public key unusable: %s" % (exc,)
+        self._key_checked = True
+        return ""
+
+    @property
+    def slots(self):  # type: ignore[no-untyped-def]
+        """The updater's ``Slots`` (loads the updater: for tests and tools, not the boot path)."""
+        return self.updater().slots
+
+    # -- the boot record (record functions directly: Slots is not loaded on the boot path) --------
+
+    def _record(self) -> "dict | None":
+        return read_record(self.files)[0]
+
+    def _write_record(self, rec: dict) -> None:
+        self.files.write_json(RECORD, rec)
 
     def attach(self, engine) -> None:  # type: ignore[no-untyped-def]
         engine.extras.append(self.channel)
@@ -171,15 +241,26 @@ class OtaAgent:
         await self.store.append("event", body, self.clock.now_ms())
 
     async def _report_last(self) -> None:
-        rec = self.slots.record()
+        rec = self._record()
         last = rec.get("last") if rec else None
         if last:  # reported first, cleared after: a cut in between reports it twice, never not at all
             await self.event(last["event"], last.get("bundle"), last.get("version"), last.get("reason") or "")
-            self.slots.clear_last()
+            self._clear_last()
+
+    def _clear_last(self) -> None:
+        rec = self._record()
+        if rec is not None and rec["last"] is not None:
+            self._write_record(record.clear_last(rec))
 
     def _offer(self):  # type: ignore[no-untyped-def]
-        dl = self.slots.dl()
-        return dl["offer"] if dl else None
+        """The offer being downloaded, or None; without loading the updater while there is none."""
+        if self._updater is None:
+            if self._looked:
+                return None  # no download at boot, no offer since: nothing on the flash
+            self._looked = True
+            if not any(self.files.exists(rel) for rel in DL_FILES):
+                return None
+        return self.updater().offered()
 
     # -- the command ------------------------------------------------------------------
 
@@ -192,10 +273,13 @@ class OtaAgent:
         elif self.state == SWITCHING:
             accepted, reason = False, "busy: switching to a new image"
         else:
-            try:
-                accepted, reason = self.updater.offer(args)
-            except (ValueError, TypeError, KeyError) as exc:
-                accepted, reason = False, "bad_format: %s" % (exc,)
+            reason = self._key_problem()  # no download of what could never be verified
+            accepted = False
+            if not reason:
+                try:
+                    accepted, reason = self.updater().offer(args)
+                except (ValueError, TypeError, KeyError) as exc:
+                    accepted, reason = False, "bad_format: %s" % (exc,)
         if not accepted:
             self.counters["refused"] += 1
             await self.event("refused", bundle, version, reason)
@@ -242,7 +326,7 @@ class OtaAgent:
 
     async def run(self) -> None:
         await self._report_last()
-        rec = self.slots.record()
+        rec = self._record()
         trial = rec.get("trial") if rec else None
         if trial is not None and trial["slot"] == self.booted:
             await self._trial(trial)
@@ -253,6 +337,11 @@ class OtaAgent:
     async def step(self) -> bool:
         """One look at the download; True while it is moving (look again soon)."""
         offer = self._offer()
+        dropped = self.updater().take_dropped() if self._updater is not None else None
+        if dropped is not None:  # a download left by a cut could not be repaired: reported, gone
+            exc = dropped[1]
+            await self._refuse(dropped[0] or {}, exc.reason + ": " + exc.detail)
+            return False
         if offer is None:
             self.channel.cancel()
             self.state = IDLE
@@ -262,7 +351,8 @@ class OtaAgent:
             await self._defer(gate)
             return False
         self.deferred = ""
-        want = self.updater.want()
+        updater = self.updater()
+        want = updater.want()
         if want is None:
             await self._finish(offer)
             return False
@@ -274,27 +364,38 @@ class OtaAgent:
             if got[0] == "error":
                 await self._refuse(offer, "unavailable: " + got[1])
                 return False
-            if self.updater.chunk(got[0], got[1]):
+            from device.ota.manifest import BundleError  # loaded with the updater
+
+            try:
+                stored = updater.chunk(got[0], got[1])
+            except BundleError as exc:  # a file error: the download is discarded already
+                await self._refuse(offer, exc.reason + ": " + exc.detail)
+                return False
+            if stored:
                 self.counters["chunks"] += 1
-            want = self.updater.want()
+            want = updater.want()
             if want is None:
                 return True  # finished on the next look (the gates are checked again first)
         self.channel.request(offer["bundle"], want[0], want[1])
         return True
 
     async def _refuse(self, offer: dict, reason: str) -> None:
-        self.slots.dl_reset()
+        if self._updater is not None:
+            self.updater().slots.dl_reset()  # a file error was discarded (slot too) by the updater already
         self.channel.cancel()
         self.state = IDLE
         self.counters["refused"] += 1
         await self.event("refused", offer.get("bundle"), offer.get("version"), reason)
 
     async def _finish(self, offer: dict) -> None:
+        from device.ota.manifest import BundleError
+        from device.ota.steps import run_async
+
         try:
             # In steps, back to the event loop between them: seconds of hashing, a signature check
             # and copying on a board must not stall the control loop. Discards the download itself
-            # on a BundleError.
-            slot, manifest = await run_async(self.updater.finish_steps())
+            # on a BundleError (a file error, a full flash among them, is one too).
+            slot, manifest = await run_async(self.updater().finish_steps())
         except BundleError as exc:
             self.state = IDLE
             self.counters["refused"] += 1
@@ -309,6 +410,8 @@ class OtaAgent:
         self.reset("switch")
 
     async def _trial(self, trial: dict) -> None:
+        from device.ota.health import PASS, HealthGate
+
         self.state = TRIAL
         bundle, version = trial.get("bundle"), trial.get("version")
         await self.event(TRIAL, bundle, version, "slot %s boot %d" % (trial["slot"], trial["boots"]))
@@ -326,17 +429,20 @@ class OtaAgent:
                 waited += look
                 gate.note_link()
         self.gate = None
+        rec = self._record()
         if verdict == PASS:
-            self.slots.confirm()
+            if rec is not None and rec["trial"] is not None and rec["booted"] == rec["trial"]["slot"]:
+                self._write_record(record.confirm(rec))
             self.booted = trial["slot"]
             self.state = IDLE
             await self.event("installed", bundle, version, "passed the health gate")
-            self.slots.clear_last()  # reported here, not again after the next boot
+            self._clear_last()  # reported here, not again after the next boot
             return
-        self.slots.rollback(verdict)
+        if rec is not None and rec["trial"] is not None:
+            self._write_record(record.rollback(rec, verdict))
         self.state = SWITCHING
         await self.event("rolled_back", bundle, version, verdict)
-        self.slots.clear_last()
+        self._clear_last()
         self.reset("rollback")
 
     def stats(self) -> dict:

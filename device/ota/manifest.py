@@ -35,6 +35,7 @@ REASONS = (
     "bad_hash",
     "too_big",
 )
+WRITE_REASONS = ("no_space", "io_error")  # the device failed writing the update (updater.file_error)
 
 FORMAT = 1
 TARGETS = ("mpy", "py")

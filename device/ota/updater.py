@@ -15,18 +15,33 @@ Refusals at offer time: ``bad_format`` (the offer itself), ``same_version``,
 ``downgrade``, ``too_big`` (reason codes of ``manifest.REASONS``) and ``busy``
 (a trial or a rollback is pending: no free slot). The signed manifest, not the
 offer, is what finally decides (``manifest.check`` in ``finish``).
+
+A file error while the update is written (a chunk, the staging copy, the
+switch) discards the update and gives its space back (``discard``): the
+download, temp files and the partly staged slot. It is then refused like a bad
+bundle, with ``no_space`` (ENOSPC: the flash is full) or ``io_error`` (any other
+OSError), never retried on its own: a full flash must stay usable for the store.
 """
 
 import hashlib
 
+from device.ota import bootsel
 from device.ota.bundlefmt import read_head
 from device.ota.manifest import BundleError, check_steps
+from device.ota.slots import DL_JSON
 from device.ota.steps import run
 from device.version import parse_version
 
 CHUNK_BYTES = 4096
 _BLOCK = 1024
 _HEX = "0123456789abcdef"
+_ENOSPC = 28  # errno.ENOSPC; MicroPython's OSError carries it as args[0] too
+
+
+def file_error(exc: OSError) -> BundleError:
+    """The refusal for a file error while writing an update: ``no_space`` on a full flash, else ``io_error``."""
+    code = exc.args[0] if exc.args else None
+    return BundleError("no_space" if code == _ENOSPC else "io_error", str(exc))
 
 
 def _hex(digest: bytes) -> str:
@@ -62,6 +77,7 @@ class Updater:
         self.max_bytes = max_bytes
         self.chunk_bytes = chunk_bytes
         self._resumed = False
+        self.dropped: tuple | None = None  # (offer, BundleError) of a download resume had to drop
 
     def _progress(self) -> "dict | None":
         if not self._resumed:
@@ -71,7 +87,13 @@ class Updater:
     def resume(self) -> None:
         """Repair the download after a reboot; drop it when it is the bundle already switched to."""
         self._resumed = True
-        progress = self.slots.dl_resume()
+        try:
+            progress = self.slots.dl_resume()  # may copy the part file: it needs space too
+        except OSError as exc:
+            offer = (self.slots.dl() or {}).get("offer")
+            self.discard()
+            self.dropped = (offer, file_error(exc))
+            return
         if progress is None:
             return
         rec = self.slots.record()
@@ -80,6 +102,32 @@ class Updater:
             done = [(rec.get("trial") or {}).get("bundle"), (rec.get("last") or {}).get("bundle")]
         if progress["offer"].get("bundle") in done:
             self.slots.dl_reset()  # a cut after the switch, before the download was dropped
+
+    def take_dropped(self) -> "tuple | None":
+        """``(offer, BundleError)`` once when ``resume`` dropped a download it could not repair, else None."""
+        dropped = self.dropped
+        self.dropped = None
+        return dropped
+
+    def discard(self) -> None:
+        """Give back the space of an update that failed: the download, temp files, the inactive slot.
+
+        The inactive slot holds a partly staged copy, or an old image the next
+        staging would remove anyway; nothing boots it. Best effort: a removal
+        that fails is left to the next offer, which clears these files again.
+        """
+        files = self.slots.files
+        for rel in (DL_JSON, "ota/dl.part", DL_JSON + ".tmp", "ota/dl.part.tmp", bootsel.RECORD + ".tmp"):
+            try:
+                files.remove(rel)
+            except OSError:
+                pass
+        slot = None if self.slots.trial() is not None else self.slots.inactive()
+        if slot is not None:
+            try:
+                files.rmtree(bootsel.slot_dir(slot))
+            except OSError:
+                pass
 
     def state(self) -> str:
         """ "trial" (an update waits for its health gate), "ready" (all bytes here), "downloading" or "idle"."""
@@ -110,7 +158,12 @@ class Updater:
             if progress["offer"].get("size") == o["size"]:
                 return True, "resumed at %d" % progress["offset"]
         offer = {"bundle": o["bundle"], "size": o["size"], "version": o["version"]}
-        self.slots.dl_begin(offer)  # replaces (cancels) any other download
+        try:
+            self.slots.dl_begin(offer)  # replaces (cancels) any other download
+        except OSError as exc:
+            self.discard()
+            err = file_error(exc)
+            return False, err.reason + ": " + err.detail
         return True, "accepted"
 
     def offered(self) -> "dict | None":
@@ -130,19 +183,27 @@ class Updater:
         return offset, min(self.chunk_bytes, left)
 
     def chunk(self, offset: int, data) -> bool:  # type: ignore[no-untyped-def]
-        """Store ``data`` when it is the chunk wanted (at the confirmed offset, within the size)."""
+        """Store ``data`` when it is the chunk wanted (at the confirmed offset, within the size).
+
+        A file error discards the download and raises BundleError ``no_space``/``io_error``.
+        """
         progress = self._progress()
         if progress is None or offset != progress["offset"] or not data:
             return False
         if offset + len(data) > progress["offer"]["size"]:
             return False
-        self.slots.dl_append(offset, data)
+        try:
+            self.slots.dl_append(offset, data)
+        except OSError as exc:
+            self.discard()
+            raise file_error(exc) from None
         return True
 
     def finish(self) -> tuple:
         """Verify the whole download, stage it and switch to it -> ``(slot, manifest)``.
 
-        On any BundleError the download is discarded and the error re-raised.
+        On any BundleError the download is discarded and the error re-raised; a file
+        error discards it with the staged slot and raises BundleError ``no_space``/``io_error``.
         """
         return run(self.finish_steps())  # type: ignore[no-any-return]
 
@@ -165,7 +226,13 @@ class Updater:
         except BundleError:
             self.slots.dl_reset()
             raise
-        self.slots.dl_reset()
+        except OSError as exc:
+            self.discard()  # the record was not switched (one atomic write): the slot is garbage
+            raise file_error(exc) from None
+        try:
+            self.slots.dl_reset()
+        except OSError:
+            pass  # switched already: the next resume drops a download of the bundle switched to
         return slot, manifest
 
     def _verify(self, f, offer: dict):  # type: ignore[no-untyped-def]

@@ -108,6 +108,13 @@ LINK_SPEC = {
             "doc": "UDP resolvers (ip or ip:port); empty: the system resolver (CPython only)",
         },
         "dns_budget_ms": {"type": "int", "min": 50, "max": 60000, "default": 3000},
+        "dns_recheck_ms": {
+            "type": "int",
+            "min": 0,
+            "max": 86400000,
+            "default": 60000,
+            "doc": "degraded on the primary's fallback address: ask DNS again this often; 0: never",
+        },
         "backoff_base_ms": {"type": "int", "min": 1, "max": 600000, "default": 1000},
         "backoff_cap_ms": {"type": "int", "min": 1, "max": 3600000, "default": 300000},
         "healthy_ms": {

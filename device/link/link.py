@@ -13,6 +13,10 @@ and, per endpoint, its candidate addresses:
    connection moves on to the next candidate.
 3. ONLINE (DNS address of the primary) or DEGRADED (a fallback): the sync
    engine serves the connection until it drops. The address is marked good.
+   Degraded on the primary, the link asks DNS again every ``dns_recheck_ms``
+   and, once DNS answers with the address it is on, moves to ONLINE in place:
+   a working connection is not dropped, and gates that wait for ONLINE (OTA)
+   open again after the DNS outage ends.
 
 When a round finds nothing, the link waits a capped exponential backoff
 with full jitter (on the device clock), not reset by a connection that
@@ -33,6 +37,8 @@ Every state change is counted; every outage ends in a receipt: an
 ``event`` record in the outbox (``{"type": "outage", ...}``, see
 ``device.core.linkstate``), so the cloud hears what the device lived through.
 """
+
+import asyncio
 
 from device.core import linkstate as ls
 from device.core.backoff import Backoff, align_to_phase_ms, device_phase_ms
@@ -93,6 +99,8 @@ class Link:
             "not_our_broker": 0,
             "tls_failed": 0,
             "fallback_connects": 0,
+            "dns_rechecks": 0,
+            "promoted_online": 0,
             "sessions": 0,
             "receipt_errors": 0,
         }
@@ -228,11 +236,20 @@ class Link:
             await self._keep_receipt(receipt)
         started = clock.now_ms()
         cause = "closed"
+        recheck = None
+        if fallback and ep["role"] == "primary" and self.cfg["dns_recheck_ms"] and parse_ipv4(ep["host"]) is None:
+            recheck = asyncio.create_task(self._recheck_dns(ep["host"], addr))
         try:
             cause = await self.engine.serve(client, long_outage) or cause
         except LinkError as exc:
             cause = exc.cause
         finally:
+            if recheck is not None:
+                recheck.cancel()
+                try:
+                    await recheck
+                except asyncio.CancelledError:
+                    pass
             self.backoff.record_success(clock.now_ms() - started)
             self.endpoint_name = None
             self.address = None
@@ -240,6 +257,24 @@ class Link:
             await client.close()
         _log.info("link to %s at %s lost: %s", ep["name"], addr, cause)
         return cause
+
+    async def _recheck_dns(self, host: str, addr: str) -> None:
+        """Degraded on the primary: ask DNS now and then; ONLINE once it answers with ``addr``."""
+        clock = self.env.clock
+        while True:
+            await clock.sleep_ms(self.cfg["dns_recheck_ms"])
+            self.counters["dns_rechecks"] += 1
+            try:
+                answer = await self.resolver.resolve(host, self.cfg["dns_budget_ms"])
+            except DnsError:
+                continue  # still out: stay degraded on the working connection
+            self.counters["dns_ok"] += 1
+            if addr in answer:
+                self._move(ls.ONLINE, "")
+                self.counters["promoted_online"] += 1
+                _log.info("DNS for %s answers again with %s: online", host, addr)
+                return
+            # DNS names other addresses: this one still works, so keep it (degraded) until it drops
 
     # -- helpers ----------------------------------------------------------------
 

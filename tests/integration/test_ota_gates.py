@@ -97,8 +97,13 @@ async def test_a_degraded_link_defers_the_update_until_it_is_online(
     assert cloud.service.stats()["requests"] == 0
     assert await rig.run_until(lambda: bool(cloud.find("deferred", v2["sha256"])), PATIENCE_S), cloud.events
     assert cloud.find("deferred", v2["sha256"])[0]["reason"] == "link degraded"
+    # DNS answers again with the address the device is on: the link goes online in place (its
+    # next DNS re-check, within a simulated minute), without dropping the connection
+    sessions = rig.device.link.counters["sessions"]
     rig.dns.set(HOST, "ok", ["127.0.0.1"])
-    rig.proxy.kill_all()
+    assert await rig.run_until(lambda: rig.link_state == "online", PATIENCE_S), rig.link_state
+    assert rig.device.link.counters["promoted_online"] == 1
+    assert rig.device.link.counters["sessions"] == sessions
     assert await rig.run_until(lambda: bool(rig.resets), PATIENCE_S), (rig.agent.stats(), cloud.events)
     assert rig.resets == ["switch"]
     assert await rig.run_until(lambda: "switching" in cloud.stages(v2["sha256"]), PATIENCE_S), cloud.events

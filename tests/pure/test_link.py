@@ -313,3 +313,50 @@ def test_an_ip_host_is_dialled_without_asking_dns():
     assert link.resolver.asked == 0 and link.counters["dns_ok"] == 0
     assert dialled == [("10.0.0.5", 1883, "10.0.0.5")]
     assert link.state.state == ls.ONLINE and link.state.counts[ls.RESOLVING] == 0
+
+
+def _degraded_then_dns(answer_later, **extra):
+    """Connected on the last-known-good address while DNS fails; at 30 s DNS answers ``answer_later``."""
+
+    async def main():
+        clock, store, link, engine, dialled = _setup(
+            _cfg([PRIMARY], **extra),
+            {"10.0.0.5": "ok"},
+            {"iot.example.com": DnsError("dns servfail", "servfail")},
+            hold_ms=10**9,
+        )
+        await store.open()
+        await link.book.mark_good("primary", "10.0.0.5")
+        task = asyncio.create_task(link.run())
+        await clock.run_until(25000)
+        before = link.state.state
+        link.resolver.answers["iot.example.com"] = answer_later
+        await clock.run_until(200000)
+        await _stop(task)
+        return link, engine, dialled, before
+
+    return _run(main)
+
+
+def test_degraded_on_last_known_good_goes_online_in_place_when_dns_answers_with_it():
+    link, engine, dialled, before = _degraded_then_dns(["10.0.0.9", "10.0.0.5"], dns_recheck_ms=20000)
+    assert before == ls.DEGRADED
+    assert link.state.state == ls.ONLINE
+    assert link.counters["promoted_online"] == 1
+    # promoted on the working connection: dialled once, one session, no second receipt
+    assert dialled == [("10.0.0.5", 8883, "iot.example.com")] and len(engine.served) == 1
+    assert link.counters["sessions"] == 1 and link.state.outages == 1
+    # rechecks every 20 s: the ones at 20 s (DNS still out) and 40 s (answers): then it stops asking
+    assert link.counters["dns_rechecks"] == 2 and link.resolver.asked == 3
+
+
+def test_degraded_stays_on_a_working_address_that_dns_no_longer_names():
+    link, engine, dialled, _before = _degraded_then_dns(["10.0.0.9"], dns_recheck_ms=20000)
+    assert link.state.state == ls.DEGRADED and link.counters["promoted_online"] == 0
+    assert len(dialled) == 1 and len(engine.served) == 1  # a working connection is never dropped for it
+    assert link.counters["dns_rechecks"] == 10  # every 20 s up to 200 s
+
+
+def test_dns_recheck_off_never_asks_again():
+    link, _engine, dialled, _before = _degraded_then_dns(["10.0.0.5"], dns_recheck_ms=0)
+    assert link.state.state == ls.DEGRADED and link.resolver.asked == 1 and len(dialled) == 1

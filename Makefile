@@ -24,19 +24,37 @@ HEAP ?= 128k
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv typings system-deps demo test lint typecheck typecheck-host typecheck-device pytest heapcheck clean
+.PHONY: help venv typings wasm-vm system-deps demo test lint typecheck typecheck-host typecheck-device pytest heapcheck clean
 
 help:
 	@sed -n '1,8p' Makefile
 
 # ------------------------------------------------------------------ system packages
 # System (apt) packages the tests need, each installed only when missing:
-# mosquitto, the real broker of the integration layer (tests start their own).
+# mosquitto, the real broker of the integration layer (tests start their own); node and npm, which
+# run the wasm32 MicroPython VM of the heap budget test.
 system-deps:
 	@if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then \
 		echo "make: installing mosquitto (apt-get)"; \
 		apt-get update -q && apt-get install -y -q mosquitto; \
 	fi
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+		echo "make: installing nodejs and npm (apt-get), for the wasm32 MicroPython VM"; \
+		apt-get update -q && apt-get install -y -q nodejs npm; \
+	fi
+
+# ------------------------------------------------------------------ the 32-bit MicroPython VM
+# MicroPython's webassembly port (npm), run by node: tools/vboard/heapmap.py --vm wasm32 measures
+# the heap a 32-bit board boots in (tests/integration/test_heap_budget.py). Installed when the lock changes.
+WASM_DIR := tools/vboard/wasm
+WASM_STAMP := $(WASM_DIR)/node_modules/.brickproof-installed
+
+wasm-vm: system-deps
+	@want=$$(sha256sum $(WASM_DIR)/package-lock.json | cut -d' ' -f1); \
+	if [ -f "$(WASM_STAMP)" ] && [ "$$(cat $(WASM_STAMP))" = "$$want" ]; then exit 0; fi; \
+	echo "make: installing the wasm32 MicroPython VM into $(WASM_DIR)/node_modules"; \
+	npm ci --prefix $(WASM_DIR) --no-audit --no-fund --loglevel=error; \
+	echo "$$want" > "$(WASM_STAMP)"
 
 # ------------------------------------------------------------------ venv
 venv: system-deps
@@ -77,7 +95,7 @@ demo: venv
 # ------------------------------------------------------------------ checks
 # Every step runs even when an earlier one failed, so one run shows all problems;
 # the target fails if any did.
-test: venv typings
+test: venv typings wasm-vm
 	@failed=""; \
 	$(MAKE) --no-print-directory lint || failed="$$failed lint"; \
 	$(MAKE) --no-print-directory -k typecheck || failed="$$failed typecheck"; \

@@ -1,12 +1,13 @@
 """``brickproof flash``: put Brickproof on a MicroPython board, copying only what changed.
 
-    brickproof flash --board B --port P [--dry-run] [--entry DIR] [--timeout S] [--ota-pub FILE]
+    brickproof flash --board B --port P [--dry-run] [--romfs] [--entry DIR] [--timeout S] [--ota-pub FILE]
 
 The image: ``device/`` and ``hw/`` (not ``hw/sim``, ``hw/linux``) compiled
 with mpy-cross, ``/boot.py`` and ``/main.py`` from ``boards/mp/`` (``--entry``
 names another directory), ``/board.json`` (the profile with ``extends``
-resolved and defaults filled in) and ``/manifest.json`` (path -> sha256 and
-size). The board's own ``/manifest.json`` says what it holds; files whose
+resolved and defaults filled in), ``/board.ok.json`` (its check done here,
+so the board boots without the checking code: ``device.config.load_checked``)
+and ``/manifest.json`` (path -> sha256 and size). The board's own ``/manifest.json`` says what it holds; files whose
 hash differs are copied, files no longer in the image are removed, every
 image file is then hashed ON the board and compared, a mismatch is copied
 again once, and the new manifest is written last. Before any file changes,
@@ -25,6 +26,19 @@ flash that changed files removes ``/ota/boot.json`` (the boot control
 record) after the new image verified: the board then boots what was just
 flashed (the factory image), not an update slot from before.
 
+``--romfs`` (firmware with a ROMFS partition, ``MICROPY_VFS_ROM``; see
+``tools/romfs.py``): ``device/`` and ``hw/`` go into a ROMFS image deployed
+to partition 0, mounted at ``/rom``, where their bytecode runs in place
+instead of being copied into the heap. The filesystem keeps only
+``boot.py``, ``main.py``, ``board.json`` and its stamp, the OTA key and the manifest;
+``/device`` and ``/hw`` are removed from it (``''`` comes before ``/rom`` on
+``sys.path``: they would shadow the image). The manifest records the
+image's sha256 and size; the image is deployed only when the partition's
+bytes (hashed on the board) differ, and verified by reading them back. A
+normal flash after a ROMFS flash copies the files again and erases the
+image (after the files verified), so no module removed from the tree can
+still be imported from ``/rom``.
+
 P is a serial device or ``socket://HOST:PORT`` (the virtual board).
 Exit 0 done; 1 the board failed (does not answer, filesystem full, a hash
 that does not verify); 2 a bad argument, board file or a port that is not there.
@@ -42,12 +56,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tools import romfs
 from tools.mpboard import EXIT_BOARD, Board, BoardError
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("device", "hw")
 SKIP_DIRS = ("hw/sim", "hw/linux")
 MANIFEST = "manifest.json"
+STAMP = "board.ok.json"  # the profile's check, done at flash time (device.config.load_checked)
 OTA_DIR = "ota"  # the OTA slots and boot record (device/ota): never part of the image
 OTA_BOOT_RECORD = "ota/boot.json"
 _CHUNK = 4096  # file bytes per exec: ~5.5 KB of base64 source, comfortable on a 128 KiB heap
@@ -94,6 +110,20 @@ def board_json(board_path: str) -> tuple[dict[str, Any], bytes]:
     return board, json.dumps(board, sort_keys=True, separators=(",", ":")).encode()
 
 
+def profile_stamp(board: dict[str, Any], profile: bytes) -> bytes:
+    """``board.ok.json``: the profile's check done here, so the board boots without its checking code.
+
+    ``device.config.load_checked`` on the board takes it while it vouches for
+    ``profile`` (same bytes, same firmware version, same apps); the settings are
+    those the board's own check computes (the same code, run here).
+    """
+    from device.config import configure_apps, make_stamp
+
+    checked = dict(board)
+    checked["_source"] = "board.json"  # as the board's own check labels it (main.py's BOARD_PATH)
+    return json.dumps(make_stamp(profile, checked, configure_apps(checked, sorted(board["apps"])))).encode()
+
+
 def ota_key_file(board: dict[str, Any], ota_pub: Path | None) -> tuple[str, bytes] | None:
     """``(board path, bytes)`` of the OTA public key the image carries, or None when the board has no OTA.
 
@@ -132,6 +162,7 @@ def build_image(
             raise BoardError(2, f"board entry point {entry} not found")
         image[name] = entry.read_bytes()
     board, image["board.json"] = board_json(board_path)
+    image[STAMP] = profile_stamp(board, image["board.json"])
     key = ota_key_file(board, ota_pub)
     if key is not None:
         if key[0] in image or _under_ota(key[0]):
@@ -151,11 +182,21 @@ def plan(local: dict[str, dict[str, Any]], on_board: dict[str, Any]) -> tuple[li
     return copy, delete
 
 
-def manifest_without(on_board: dict[str, Any], paths: list[str]) -> bytes:
-    """The board's manifest with ``paths`` dropped: what stays true while they are rewritten."""
+def manifest_without(on_board: dict[str, Any], paths: list[str], rom: dict[str, Any] | None = None) -> bytes:
+    """The board's manifest with ``paths`` dropped: what stays true while they are rewritten.
+
+    ``rom`` is the ROMFS entry that stays true meanwhile (None: the image is about to change).
+    """
     gone = set(paths)
     kept = {p: meta for p, meta in on_board.items() if p not in gone}
-    return json.dumps({"files": kept}, sort_keys=True).encode()
+    return manifest_text(kept, rom)
+
+
+def manifest_text(files: dict[str, Any], rom: dict[str, Any] | None = None) -> bytes:
+    data: dict[str, Any] = {"files": files}
+    if rom is not None:
+        data["romfs"] = rom
+    return json.dumps(data, sort_keys=True).encode()
 
 
 def _under_ota(path: str) -> bool:
@@ -164,6 +205,16 @@ def _under_ota(path: str) -> bool:
 
 def _sha(meta: object) -> str | None:
     return meta.get("sha256") if isinstance(meta, dict) else None
+
+
+def parse_romfs(text: str) -> dict[str, Any] | None:
+    """The ``romfs`` entry of a board's manifest (``sha256``, ``size``), None when there is none."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    rom = data.get("romfs") if isinstance(data, dict) else None
+    return rom if isinstance(rom, dict) and isinstance(rom.get("sha256"), str) else None
 
 
 def parse_manifest(text: str) -> dict[str, Any]:
@@ -302,32 +353,53 @@ def flash(
     dry_run: bool = False,
     timeout_s: float = 10.0,
     ota_pub: Path | None = None,
+    use_romfs: bool = False,
+    root: Path = REPO,
 ) -> dict[str, Any]:
-    """Flash and return the figures: files/bytes in the image, copied, deleted, seconds."""
+    """Flash and return the figures: files/bytes in the image, copied, deleted, seconds (and ``romfs``).
+
+    ``root`` is the tree ``device/`` and ``hw/`` are taken from (the repository).
+    """
     started = time.monotonic()
     cache = REPO / ".brickproof" / "flash" / "mpy"
-    image = build_image(board_path, entry_dir, cache, ota_pub=ota_pub)
+    image = build_image(board_path, entry_dir, cache, root, ota_pub=ota_pub)
+    rom_image = b""
+    rom_meta: dict[str, Any] | None = None
+    if use_romfs:
+        image, rom_files = romfs.split_image(image)
+        rom_image = romfs.build_romfs(rom_files)
+        rom_meta = {"sha256": hashlib.sha256(rom_image).hexdigest(), "size": len(rom_image)}
     local = manifest_of(image)
-    manifest = json.dumps({"files": local}, sort_keys=True).encode()
+    manifest = manifest_text(local, rom_meta)
     figures: dict[str, Any] = {
         "image_files": len(image) + 1,
         "image_bytes": sum(len(d) for d in image.values()) + len(manifest),
     }
     with Board(port, timeout_s) as board:
-        on_board = parse_manifest(board.run(_READ_MANIFEST))
+        text = board.run(_READ_MANIFEST)
+        on_board, on_board_rom = parse_manifest(text), parse_romfs(text)
         copy, delete = plan(local, on_board)
         figures["copy"], figures["delete"] = copy, delete
         figures["copy_bytes"] = sum(len(image[p]) for p in copy)
+        rom = romfs.plan_partition(board, rom_image, rom_meta, on_board_rom)
+        figures["romfs"] = rom
         if dry_run:
             figures["seconds"] = time.monotonic() - started
             return figures
         free = free_bytes(board)
         if free is not None and free < figures["copy_bytes"]:
             raise BoardError(EXIT_BOARD, f"board filesystem full: {figures['copy_bytes']} bytes to copy, {free} free")
-        if copy or delete:
+        rom_changes = rom["deploy"] or rom["erase"]
+        if copy or delete or rom_changes:
             # Files about to change leave the board's manifest first: a flash cut short (a full
-            # filesystem, a lost link) never leaves a half-written file listed as current.
-            write_files(board, [(MANIFEST, manifest_without(on_board, copy + delete))])
+            # filesystem, a lost link) never leaves a half-written file listed as current. The ROMFS
+            # entry stays while its image does (a normal flash erases it only at the end).
+            keep_rom = on_board_rom if not rom["deploy"] else None
+            write_files(board, [(MANIFEST, manifest_without(on_board, copy + delete, keep_rom))])
+        if rom["deploy"]:
+            romfs.deploy_verified(board, rom_image, rom["part"])
+        if use_romfs:
+            figures["delete"] = sorted(set(delete) | set(romfs.remove_shadowing_trees(board)))
         if copy:
             board.run(_MKDIRS % (_dirs_for(copy),))
         write_files(board, [(p, image[p]) for p in copy])
@@ -342,10 +414,13 @@ def flash(
             still = [p for p, h in board_hashes(board, bad).items() if h != local[p]["sha256"]]
             if still:
                 raise BoardError(EXIT_BOARD, f"hash check failed on the board for {', '.join(still)}")
+        if rom["erase"]:  # the files verified: the image behind them goes
+            romfs.erase(board, rom["part"])
         write_files(board, [(MANIFEST, manifest)])
-        if copy or delete:  # a fresh image boots as flashed: forget the OTA slot choice
+        changed = bool(copy or figures["delete"] or rom_changes)
+        if changed:  # a fresh image boots as flashed: forget the OTA slot choice
             board.run(_FORGET_OTA_BOOT)
-        figures["ota_boot_reset"] = bool(copy or delete)
+        figures["ota_boot_reset"] = changed
         board.reset_and_run()
     figures["seconds"] = time.monotonic() - started
     return figures
@@ -359,6 +434,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--board", required=True, help="board profile: a .json path or a name in boards/")
     p.add_argument("--port", required=True, help="serial device or socket://HOST:PORT")
     p.add_argument("--dry-run", action="store_true", help="list what would be copied and removed; change nothing")
+    p.add_argument(
+        "--romfs",
+        action="store_true",
+        help="put device/ and hw/ in a ROMFS image on the board's ROMFS partition (firmware with MICROPY_VFS_ROM)",
+    )
     p.add_argument("--entry", help="directory with the board's boot.py and main.py (default boards/mp)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the board to answer (default 10)")
     p.add_argument(
@@ -372,7 +452,9 @@ def handle(args: argparse.Namespace) -> int:
 
     entry = Path(args.entry) if args.entry else REPO / "boards" / "mp"
     try:
-        fig = flash(resolve_board_path(args.board), args.port, entry, args.dry_run, args.timeout, args.ota_pub)
+        fig = flash(
+            resolve_board_path(args.board), args.port, entry, args.dry_run, args.timeout, args.ota_pub, args.romfs
+        )
     except BoardError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return exc.code
@@ -381,6 +463,9 @@ def handle(args: argparse.Namespace) -> int:
         sys.stdout.write(f"{verb} /{path}\n")
     for path in fig["delete"]:
         sys.stdout.write(f"{'would remove' if args.dry_run else 'removed'} /{path}\n")
+    rom_line = romfs.summary(fig["romfs"], args.dry_run)
+    if rom_line:
+        sys.stdout.write(rom_line + "\n")
     sys.stdout.write(
         f"flash: image {fig['image_files']} files {fig['image_bytes']} bytes; {verb} {len(fig['copy'])} files"
         f" {fig['copy_bytes']} bytes, {len(fig['delete'])} removed; {fig['seconds']:.2f} s"

@@ -85,13 +85,14 @@ def run(board_path: str = BOARD_PATH, for_s=None, apps=None):  # type: ignore[no
     compat.tune_gc()
     from device import config
 
-    board, app_settings = config.load(board_path, [])
-    names = apps if apps is not None else sorted(board["apps"])
-    app_settings = config.configure_apps(board, names)
+    # From the profile's stamp when it vouches for it (``brickproof flash`` writes one), else checked in full.
+    board, app_settings = config.load_checked(board_path, apps)
     config.release()  # the validator's code goes back to the heap before the device is built
     del config
     for_ms = None if for_s is None else int(for_s * 1000)
-    return asyncio.run(_serve(board, app_settings, for_ms))  # type: ignore[no-untyped-call]
+    held = [board]  # handed over, not kept here: _serve drops the profile once the device is built
+    del board
+    return asyncio.run(_serve(held, app_settings, for_ms))  # type: ignore[no-untyped-call]
 
 
 def link_device_id(board):  # type: ignore[no-untyped-def]
@@ -105,16 +106,17 @@ def link_device_id(board):  # type: ignore[no-untyped-def]
     return link.get("client_id") if isinstance(link, dict) else None
 
 
-async def _serve(board, app_settings, for_ms):  # type: ignore[no-untyped-def]
+async def _serve(held, app_settings, for_ms):  # type: ignore[no-untyped-def]
     import json
 
     from device import compat
     from device.boot import Device, build_env
     from device.clock import VirtualClock
 
+    board = held.pop()
     device_id = link_device_id(board)  # type: ignore[no-untyped-call]
     env, world = build_env(board, with_link=bool(device_id))
-    del board
+    del board  # the device keeps what it reads later (build_env); the rest of the profile goes
     device = Device(env, app_settings, world)
     if device_id:
         device.attach_link(device_id)

@@ -13,6 +13,10 @@ go back, as over a UART. Two things a pipe cannot carry are done here:
   starts it again with ``reset_cause() == WDT_RESET``.
 
 One client at a time, like a serial port: a new connection replaces the old.
+
+A ROMFS partition (``romfs_bytes`` > 0, see ``vm/vbrom.py``) is the file
+``<fs_dir>.romfs`` beside the filesystem directory, erased (0xff) when new;
+the VM holds it in its heap, so the heap grows by ``rom_heap_extra``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,44 @@ _READY_WAIT_S = 10.0
 # reset causes as machine.reset_cause() reports them (see simmachine)
 PWRON, HARD, WDT, SOFT = 1, 2, 3, 5
 EXIT_SOFT, EXIT_SOFT_RAW, EXIT_HARD = 3, 4, 5
+ROMFS_HEADER = b"\xd2\xcd\x31"
+
+
+def rom_heap_extra(romfs_bytes: int) -> int:
+    """VM heap to add for a partition of ``romfs_bytes`` held in it.
+
+    The bytearray costs its size plus its object and block rounding (under 128
+    bytes); the unix port keeps its allocation tables inside ``heapsize``
+    (about 1/85 of it), so the heap grows by that share too.
+    """
+    if romfs_bytes <= 0:
+        return 0
+    alloc = romfs_bytes + 128
+    return alloc + alloc // 84 + 64
+
+
+def romfs_image_size(data: bytes) -> int | None:
+    """Bytes the ROMFS image at the start of ``data`` spans (header included), None when there is none."""
+    if not data.startswith(ROMFS_HEADER):
+        return None
+    size = 0
+    for i, byte in enumerate(data[3:13]):
+        size = (size << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            return 3 + i + 1 + size
+    return None
+
+
+def prepare_partition(path: Path, size: int) -> None:
+    """Make ``path`` a partition of ``size`` bytes: new space erased (0xff); an image cut short is erased."""
+    data = path.read_bytes() if path.exists() else b""
+    if len(data) == size:
+        return
+    image = romfs_image_size(data)
+    if image is not None and image > size:
+        data = b""
+    data = data[:size] + b"\xff" * max(0, size - len(data))
+    path.write_bytes(data)
 
 
 def micropython_binary() -> str:
@@ -86,6 +128,7 @@ class VirtualBoard:
         host: str = "127.0.0.1",
         port: int = 0,
         run_dir: str | Path | None = None,
+        romfs_bytes: int = 0,
     ) -> None:
         self.fs_dir = Path(fs_dir).resolve()
         self.fs_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +140,10 @@ class VirtualBoard:
         self.wiring_path.write_text(json.dumps(wiring))
         self.ctl_path = self.run_dir / "ctl"
         self.heap_bytes = heap_bytes
+        self.romfs_bytes = romfs_bytes
+        self.romfs_path = self.fs_dir.with_name(self.fs_dir.name + ".romfs")
+        if romfs_bytes > 0:
+            prepare_partition(self.romfs_path, romfs_bytes)
         self.boots = 0
         self._vm_dir = self._compile_vm()
         self._lock = threading.Lock()
@@ -157,16 +204,19 @@ class VirtualBoard:
 
     def _spawn(self, mode: str, cause: int) -> None:
         self.ctl_path.write_bytes(b"")
-        launcher = "import sys\nsys.path.insert(0, %r)\nimport vbagent\nvbagent.main(%r, %r, %d, %r, %r)\n" % (
+        launcher = "import sys\nsys.path.insert(0, %r)\nimport vbagent\nvbagent.main(%r, %r, %d, %r, %r, %r, %d)\n" % (
             str(self._vm_dir),
             str(self.fs_dir),
             mode,
             cause,
             str(self.wiring_path),
             str(self.ctl_path),
+            str(self.romfs_path),
+            max(0, self.romfs_bytes),
         )
+        heap = self.heap_bytes + rom_heap_extra(self.romfs_bytes)
         proc = subprocess.Popen(
-            [micropython_binary(), "-X", "heapsize=%d" % self.heap_bytes, "-c", launcher],
+            [micropython_binary(), "-X", "heapsize=%d" % heap, "-c", launcher],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -1,10 +1,11 @@
 """The virtual board's firmware loop, run inside the ``micropython`` binary: one process is one boot.
 
 The bridge (``tools/vboard/bridge.py``) starts it as
-``vbagent.main(fs_dir, mode, cause, wiring_path, ctl_path)`` and pipes the
+``vbagent.main(fs_dir, mode, cause, wiring_path, ctl_path, rom_path, rom_bytes)`` and pipes the
 board's serial line to stdin/stdout. Like a real port's ``main.c`` it mounts
 the board's filesystem at ``/``, runs ``/boot.py``, then ``/main.py`` unless
 the raw REPL was active at the reset, then serves the friendly or raw REPL
+(with a ROMFS partition, ``vbrom``, its image is mounted at ``/rom`` first)
 (the protocol as ``shared/runtime/pyexec.c`` speaks it, raw-paste included).
 
 A soft reset ends the process with ``EXIT_SOFT`` (friendly) or ``EXIT_SOFT_RAW``;
@@ -194,7 +195,13 @@ def _run_file(vm: Vm, path: str) -> None:
     vm.run(code, "file")
 
 
-def main(fs_dir: str, mode: str, cause: int, wiring_path: str, ctl_path: str) -> None:
+def main(
+    fs_dir: str, mode: str, cause: int, wiring_path: str, ctl_path: str, rom_path: str = "", rom_bytes: int = 0
+) -> None:
+    if rom_bytes:  # the ROMFS partition first: one block at the heap's start (see vbrom)
+        import vbrom
+
+        vbrom.reserve(rom_path, rom_bytes)
     import os
 
     import simmachine
@@ -211,6 +218,10 @@ def main(fs_dir: str, mode: str, cause: int, wiring_path: str, ctl_path: str) ->
     vbfs.install(simmachine._wiring, vbos.HOST_MOUNT)  # the filesystem's size, if the board has one
     os.chdir("/")
     sys.path[:] = ["", ".frozen", "/lib"]  # as on a board: asyncio and friends are frozen
+    if rom_bytes:
+        vbrom.install(vbos.HOST_MOUNT)
+        if vbrom.mount_rom():  # as the firmware does: /rom and /rom/lib right after "" and ".frozen"
+            sys.path[2:2] = ["/rom", "/rom/lib"]
     write = sys.stdout.write
     vm = Vm(write)
     version = "v%d.%d.%d" % sys.implementation.version[:3]

@@ -10,6 +10,13 @@ verification, whatever IP we dialled), then the ready socket is handed to paho:
 ``_Session._create_socket`` overrides the method paho calls from ``reconnect()``
 (private in paho 2.x; checked at import). paho only sends CONNECT and parses.
 
+PUBACKs that arrive between packets are taken by us (``WatchedSocket.take_pubacks``)
+and settled in paho's books as its own PUBACK handler would (the message out of
+``_out_messages``, one fewer in flight, the read counted for keepalive), without
+its per-packet reads and reason-code objects: a drain reads one per record. Only
+while the socket is open after CONNACK, and only when paho has these attributes
+(checked when the client is made; otherwise paho reads every packet).
+
 paho's queued QoS 1 messages: on every reconnect paho re-sends all
 unacknowledged QoS 1 PUBLISHes (DUP set, same packet id), session or not. The
 contract wants that only when the broker kept the session, so ``on_connect``
@@ -27,6 +34,7 @@ first read) -> TlsError naming the alert.
 
 import asyncio
 import socket
+import time
 
 from device.compat import IS_MICROPYTHON, monotonic_ms, wait_for_ms
 from device.link.client import ClientBase
@@ -52,6 +60,9 @@ _RC_PROTOCOL_ERROR = 0x82
 _RC_KEEPALIVE_TIMEOUT = 0x8D
 _RECENT_IN = 32  # incoming QoS 1 ids remembered to deliver a DUP re-send once (as device.link.mqtt)
 _READS_PER_WAKE = 64  # loop_read rounds per wake while bytes already read wait (then the next loop turn)
+# paho's state a PUBACK changes, settled by _take_pubacks; without them paho reads every PUBACK itself.
+_PAHO_ACK_STATE = ("_in_packet", "_out_messages", "_out_message_mutex", "_inflight_messages", "_last_bytes_received")
+_paho_time = getattr(mqtt, "time_func", None) or time.monotonic  # the clock paho's keepalive reads
 
 
 def _socket_failure(exc: OSError) -> str:
@@ -103,6 +114,7 @@ class PahoClient(ClientBase):
         session.on_subscribe = self._on_subscribe
         session.on_socket_close = self._on_socket_close
         self._paho = session
+        self._fast_acks = all(hasattr(session, name) for name in _PAHO_ACK_STATE)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sock: WatchedSocket | None = None
         self._fd = -1
@@ -347,9 +359,20 @@ class PahoClient(ClientBase):
     def _on_readable(self) -> None:
         session = self._paho
         for _ in range(_READS_PER_WAKE):
-            session.loop_read()
             sock = self._sock
-            if session.socket() is None or sock is None or sock.pending() == 0:
+            if sock is None or session.socket() is None:
+                break
+            if self._fast_acks and self.closed is None and session._in_packet["command"] == 0:
+                # Between two packets: the PUBACKs in front are ours; paho reads from the first other one.
+                if not sock.fill():
+                    break  # nothing to read yet
+                ids = sock.take_pubacks()
+                if ids:
+                    self._take_pubacks(ids)
+                    if sock.pending() == 0:
+                        break  # all PUBACKs: the fd wakes us again for more
+            session.loop_read()
+            if session.socket() is None or sock.pending() == 0:
                 break
         waiter = self._connack
         sock = self._sock
@@ -358,6 +381,23 @@ class PahoClient(ClientBase):
         elif sock is not None and session.socket() is not None and sock.pending() and self._loop is not None:
             self._loop.call_soon(self._on_readable)  # bytes already read: the fd will not wake us for them
         self._sync_writer()
+
+    def _take_pubacks(self, ids: list) -> None:
+        """Settle PUBACKs as paho's handler does (``_handle_pubackcomp`` + ``_do_on_publish``), in one go."""
+        session = self._paho
+        session._last_bytes_received = _paho_time()  # as paho's read of a packet does: it is traffic
+        out = session._out_messages
+        unacked = self._unacked
+        with session._out_message_mutex:
+            for mid in ids:
+                message = out.pop(mid, None)
+                if message is None:
+                    continue  # paho ignores a PUBACK for an id it does not hold; so do we
+                message.info._set_as_published()
+                if message.qos > 0:
+                    session._inflight_messages -= 1
+                if unacked.pop(mid, None) is not None:
+                    self._note_ack(mid)
 
     def _on_writable(self) -> None:
         self._flush_soon = False

@@ -15,6 +15,13 @@ body): sends are gathered until ``flush()`` (the owner flushes when the event
 loop says writable, so a burst of publishes leaves in one write), and reads take
 what the kernel has in one ``recv``, handed out as paho asks (``pending()``
 counts it: the fd will not signal bytes we already hold).
+
+PUBACKs are most of what a draining device reads, and paho spends more on
+each (three reads, a packet dict, reason-code and property objects) than on
+the publish it answers: ``fill()`` reads ahead and ``take_pubacks()`` hands
+the owner the packet ids of the whole PUBACKs at the front of what is held,
+consumed, so only other packets go through paho. A failure or EOF met by
+``fill()`` is kept for paho's next ``recv``: paho's loss path stays the one.
 """
 
 import asyncio
@@ -36,6 +43,8 @@ _PINGREQ = 0xC0
 _RETRY = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _SEND_BUFFER = 65536  # bytes gathered before send() pushes back (paho then keeps its packets queued)
 _RECV_CHUNK = 65536
+_PUBACK = 0x40  # MQTT 3.1.1 PUBACK: 0x40, remaining length 2, packet id (big-endian)
+_EOF = b""
 
 
 def left_ms(deadline: int) -> int:
@@ -55,6 +64,7 @@ class WatchedSocket:
         self._out = bytearray()  # accepted from paho, not yet written to the socket
         self._in = b""  # read from the socket, not yet handed to paho
         self._in_pos = 0
+        self._failed: OSError | bytes | None = None  # met by fill(): paho's next recv gets it
 
     def kill(self, reason: str) -> None:
         self.killed = reason
@@ -67,6 +77,12 @@ class WatchedSocket:
             start = self._in_pos
             self._in_pos = start + size
             return held[start : start + size]
+        failed = self._failed
+        if failed is not None:
+            self._failed = None
+            if failed is _EOF:
+                return _EOF
+            raise failed  # type: ignore[misc]
         try:
             data = self.sock.recv(max(size, _RECV_CHUNK))
         except _RETRY:
@@ -87,6 +103,50 @@ class WatchedSocket:
         self._in = data
         self._in_pos = size
         return data[:size]
+
+    def fill(self) -> bool:
+        """Read what the kernel has when nothing is held; True when there is something for the owner.
+
+        An error or EOF is not raised here: it is kept for paho's next ``recv`` (True).
+        """
+        if self._in_pos < len(self._in) or self._failed is not None:
+            return True
+        if self.killed:
+            return True  # paho's next recv fails with it
+        try:
+            data = self.sock.recv(_RECV_CHUNK)
+        except _RETRY:
+            return False
+        except OSError as exc:
+            self.error = exc
+            self._failed = exc
+            return True
+        if not data:
+            self.eof = True
+            self._failed = _EOF
+            return True
+        self.counters["bytes_in"] += len(data)
+        if len(self.head) < 4:
+            self.head += data[: 4 - len(self.head)]
+        self._in = data
+        self._in_pos = 0
+        return True
+
+    def take_pubacks(self) -> list:
+        """The packet ids of the whole PUBACKs at the front of the held bytes, taken out of them."""
+        held = self._in
+        pos = start = self._in_pos
+        end = len(held) - 3
+        while pos < end and held[pos] == _PUBACK and held[pos + 1] == 2:
+            pos += 4
+        if pos == start:
+            return []
+        self._in_pos = pos
+        ids = [(held[i + 2] << 8) | held[i + 3] for i in range(start, pos, 4)]
+        if pos >= len(held):
+            self._in = b""
+            self._in_pos = 0
+        return ids
 
     def send(self, data: bytes) -> int:
         if self.killed:
@@ -118,8 +178,9 @@ class WatchedSocket:
         return len(out)
 
     def pending(self) -> int:
-        """Bytes read but not handed out (ours, and TLS's decrypted ones): the fd will not signal them."""
-        held = len(self._in) - self._in_pos
+        """Bytes read but not handed out (ours, and TLS's decrypted ones, and a kept failure): the fd
+        will not signal them."""
+        held = len(self._in) - self._in_pos + (self._failed is not None)
         if isinstance(self.sock, ssl.SSLSocket):
             held += self.sock.pending()
         return max(0, held)

@@ -122,6 +122,41 @@ async def test_window_full_raises_busy_until_pubacks_arrive(broker: Mosquitto, u
         assert client.publish(topic, b"room again") > 0
 
 
+async def test_pubacks_among_incoming_publishes_are_each_settled_once(broker: Mosquitto, unique_id: str) -> None:
+    # Subscribed to its own topic: PUBACKs and QoS 1 PUBLISHes interleave on one socket. PUBACKs in
+    # front of the read bytes are settled by PahoClient, the rest by paho; each exactly once.
+    topic = f"bp/{unique_id}/cmd"
+    n = 500
+    async with connected(broker.port, unique_id, window=20, queue_len=n) as client:
+        session = client._paho
+        by_paho = 0
+        paho_handler = session._handle_pubackcomp
+
+        def counted(cmd: str) -> object:
+            nonlocal by_paho
+            by_paho += 1
+            return paho_handler(cmd)
+
+        session._handle_pubackcomp = counted  # type: ignore[method-assign]
+        assert await client.subscribe([(topic, 1)]) == [1]
+        mids: list[int] = []
+        acked: list[int] = []
+        got: list[bytes] = []
+        for _ in range(100_000):  # bounded; ends when everything is sent, acked and back
+            acked.extend(client.take_acks())
+            got.extend(p for _, p in client.take_messages())
+            while len(mids) < n and client.in_flight() < client.window:
+                mids.append(client.publish(topic, b"m%d" % len(mids)))
+            if len(acked) == n and len(got) == n:
+                break
+            await client.wait(1000)
+        assert sorted(acked) == sorted(mids) and len(set(acked)) == n  # (ids wrap only past 65535)
+        assert got == [b"m%d" % i for i in range(n)]
+        assert client.in_flight() == 0 and client.counters["acked"] == n
+        assert session._out_messages == {} and session._inflight_messages == 0  # paho's books agree
+        assert by_paho < n  # most were taken in front of the bytes read
+
+
 async def test_messages_beyond_queue_len_are_dropped_and_counted(broker: Mosquitto, unique_id: str) -> None:
     topic = f"bp/{unique_id}/cmd"
     async with connected(broker.port, unique_id + "-sub", queue_len=4) as sub, connected(broker.port, unique_id) as pub:

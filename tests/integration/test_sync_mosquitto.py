@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -162,6 +163,54 @@ async def test_an_interrupted_drain_resumes_without_loss(
         assert report.ok, report
         assert report.conflicts == [] and report.order_violations == [] and report.lost == []
         assert engine.stats()["serves"] == 3
+    finally:
+        await store.close()
+
+
+async def test_a_crash_between_pubacks_and_their_batched_store_ack_resends_and_loses_nothing(
+    kind: str, broker: Mosquitto, unique_id: str, ledger_for: Any, tmp_path: Path
+) -> None:
+    # Store acks go in batches after the PUBACKs: a device that dies in between still holds the
+    # records. After the reboot they go out again and the cloud drops the copies on (device, seq).
+    # The crash is a copy of the store's files taken while PUBACKs wait for their batch (no write
+    # is under way then: the backlog is in, and no ack batch has been written).
+    n = 4000
+    store = await open_sqlite(tmp_path / "store.sqlite")
+    seqs = await fill_backlog(store, n)
+    ledger = ledger_for(unique_id).ledger
+    engine = SyncEngine(Env(store), unique_id, window=10, ack_batch=1_000_000, ack_delay_ms=1_000_000_000)
+    crashed = tmp_path / "crashed"
+    at_crash: list[int] = []
+
+    def crash_now() -> bool:
+        if engine.counters["acked"] < 50:
+            return False
+        assert engine.counters["ack_flushes"] == 0  # PUBACKed, none of it written to the store
+        crashed.mkdir()
+        for name in ("store.sqlite", "store.sqlite-wal"):
+            if (tmp_path / name).exists():
+                shutil.copyfile(tmp_path / name, crashed / name)
+        at_crash.append(engine.counters["acked"])
+        return True
+
+    try:
+        async with serving(engine, make_client(kind, unique_id, window=10, clean_session=True), broker.port):
+            await until(crash_now, "PUBACKs waiting for their store ack")
+    finally:
+        await store.close()
+
+    store = await open_sqlite(crashed / "store.sqlite")  # the reboot: every record is still there
+    try:
+        assert store.depth()[0] == n
+        engine = SyncEngine(Env(store), unique_id, window=10)
+        async with serving(engine, make_client(kind, unique_id, window=10, clean_session=True), broker.port):
+            await until(lambda: store.depth()[0] == 0, "an empty outbox")
+        assert engine.counters["store_acks"] == n
+        await until(lambda: ledger.count(unique_id) >= n, "everything delivered")
+        await until(lambda: ledger.report(unique_id).duplicates >= at_crash[0], "the copies at the ledger")
+        report = ledger.report(unique_id, expected=seqs)
+        assert report.ok, report
+        assert report.lost == [] and report.conflicts == [] and report.delivered == n
     finally:
         await store.close()
 

@@ -7,7 +7,9 @@ socket gathers the sends until ``flush`` and serves the reads from one
 
 from __future__ import annotations
 
+import select
 import socket
+import struct
 from collections.abc import Iterator
 
 import pytest
@@ -101,3 +103,63 @@ def test_a_killed_socket_neither_sends_nor_flushes(
         sock.send(b"\x30\x00")
     sock.close()  # a killed socket closes without writing what it held
     assert _drain(peer) == b""
+
+
+def _puback(packet_id: int) -> bytes:
+    return bytes([0x40, 2, packet_id >> 8, packet_id & 0xFF])
+
+
+def test_pubacks_in_front_are_taken_and_the_rest_is_left_for_paho_in_order(
+    pair: tuple[WatchedSocket, socket.socket, dict[str, int]],
+) -> None:
+    sock, peer, counters = pair
+    assert sock.fill() is False and sock.take_pubacks() == []  # nothing arrived yet
+    publish = bytes([0x32, 9, 0, 3]) + b"a/b" + b"\x01\x02" + b"hi"  # QoS 1 PUBLISH, id 258
+    ids = [1, 2, 300, 65535]
+    wire = b"".join(_puback(i) for i in ids) + publish + _puback(7) + _puback(8)[:3]
+    peer.sendall(wire)
+    assert sock.fill() is True and counters["bytes_in"] == len(wire)
+    assert sock.take_pubacks() == ids
+    assert sock.take_pubacks() == []  # a PUBLISH is in front now: that one is paho's
+    assert sock.pending() == len(wire) - 16
+    assert sock.recv(1) == b"\x32" and sock.recv(1) == bytes([9]) and sock.recv(9) == publish[2:]
+    assert sock.take_pubacks() == [7]  # whole PUBACKs only: the last 3 bytes wait for the 4th
+    assert sock.pending() == 3
+    peer.sendall(b"\x08")
+    assert sock.fill() is True  # bytes still held: no read until paho has them
+    assert sock.recv(3) == _puback(8)[:3] and sock.recv(1) == b"\x08"
+    assert sock.pending() == 0
+
+
+def test_eof_met_while_filling_reaches_paho_on_its_next_read(
+    pair: tuple[WatchedSocket, socket.socket, dict[str, int]],
+) -> None:
+    sock, peer, _ = pair
+    peer.sendall(_puback(5))
+    peer.shutdown(socket.SHUT_WR)
+    assert sock.fill() and sock.take_pubacks() == [5]
+    assert sock.fill() is True and sock.eof  # the EOF is held for paho...
+    assert sock.pending() == 1  # ...and counted, so the owner hands over to paho
+    assert sock.recv(1) == b""  # paho's loss path sees it
+    assert sock.pending() == 0
+
+
+def test_a_reset_met_while_filling_is_raised_to_paho_on_its_next_read() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    peer = socket.create_connection(listener.getsockname())
+    ours, _ = listener.accept()
+    listener.close()
+    try:
+        ours.setblocking(False)
+        sock = WatchedSocket(ours, {"bytes_in": 0, "bytes_out": 0, "pings": 0})
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()  # linger 0: an RST, not a FIN
+        for _ in range(1000):  # bounded: the RST is on loopback, it is there at once or nearly
+            if sock.fill():
+                break
+            select.select([ours], [], [], 0.01)
+        assert sock.pending() == 1 and isinstance(sock.error, ConnectionResetError)
+        with pytest.raises(ConnectionResetError):
+            sock.recv(1)
+    finally:
+        ours.close()

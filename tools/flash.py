@@ -7,7 +7,8 @@ with mpy-cross, ``/boot.py`` and ``/main.py`` from ``boards/mp/`` (``--entry``
 names another directory), ``/board.json`` (the profile with ``extends``
 resolved and defaults filled in), ``/board.ok.json`` (its check done here,
 so the board boots without the checking code: ``device.config.load_checked``)
-and ``/manifest.json`` (path -> sha256 and size). The board's own ``/manifest.json`` says what it holds; files whose
+and ``/manifest.json`` (path -> sha256 and size). The board's own
+``/manifest.json`` says what it holds; files whose
 hash differs are copied, files no longer in the image are removed, every
 image file is then hashed ON the board and compared, a mismatch is copied
 again once, and the new manifest is written last. Before any file changes,

@@ -57,7 +57,7 @@ from device.linkerrors import LinkBusyError, LinkClosedError, LinkError
 DESIRED_VERSION_KEY = "_sync.desired_version"
 _UNKNOWN = object()  # not worked out yet
 SUBSCRIBE_TIMEOUT_MS = 15000
-_ACK_CHECKS = 3  # folds met while checking a batch before it is acked; then the store ack waits a turn
+_ACK_CHECKS = 3  # folds met while checking a batch before it is acked; then it waits a turn
 
 COUNTER_NAMES = (
     "serves",
@@ -285,42 +285,37 @@ class SyncEngine:
             self._lost(pid)
 
     async def _flush_acks(self, background: bool) -> None:
-        """Remove PUBACKed records from the store, after checking none was folded since it was read.
+        """Remove PUBACKed records from the store (``_store_ack``).
 
         ``background``: the store ack runs as a task of its own while the drain goes on.
-        The check runs here, in the engine's task (it may rewind a reader); the store ack
-        checks only that no fold came since (``_store_ack``).
         """
         batch = self._acked
         if not batch:
             return
         self._acked = []
-        store = self.store
-        compacted = store.counters["compacted"]
-        for _ in range(_ACK_CHECKS):
-            compacted = store.counters["compacted"]
-            batch = await self._unfolded(batch, compacted)
-            if store.counters["compacted"] == compacted:
-                break
-        if not batch:
-            return
         if background:
-            self._acking = asyncio.create_task(self._store_ack(batch, compacted))  # type: ignore[assignment]
+            self._acking = asyncio.create_task(self._store_ack(batch))  # type: ignore[assignment]
         else:
-            await self._store_ack(batch, compacted)
+            await self._store_ack(batch)
 
-    async def _store_ack(self, batch: list, compacted: int) -> None:
-        """Ack ``batch``, checked against folds up to ``compacted``, in the store.
+    async def _store_ack(self, batch: list) -> None:
+        """Ack ``batch`` in the store, after checking none of it was folded since it was read.
 
-        No await between the last look at the store and the store call: a fold since the
-        check (or one under way, ``store.folding``) could have turned an acked seq into an
-        aggregate standing for more than was delivered, and acking it would lose the rest of
-        its run. Then the batch waits for the next flush, which checks it again.
+        The check and the store call have no await between them: a fold in that gap (or one
+        under way, ``store.folding``) could turn an acked seq into an aggregate that stands for
+        more than was delivered, and acking it would lose the rest of its run.
         """
         store = self.store
         try:
-            if store.counters["compacted"] != compacted or store.folding:
-                self._requeue(batch)
+            for _ in range(_ACK_CHECKS):
+                compacted = store.counters["compacted"]
+                batch = await self._unfolded(batch, compacted)
+                if store.counters["compacted"] == compacted and not store.folding:
+                    break
+            else:
+                self._requeue(batch)  # folding all along: the next turn tries again
+                return
+            if not batch:
                 return
             seqs = [entry[0].seq for entry in batch]
             seqs.sort()

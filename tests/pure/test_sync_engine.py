@@ -433,13 +433,13 @@ async def test_a_fold_between_the_ack_check_and_the_store_ack_loses_nothing():
     store_ack = engine._store_ack
     folds = []
 
-    async def fold_first(*args):  # type: ignore[no-untyped-def]
+    async def fold_first(batch):  # type: ignore[no-untyped-def]
         if not folds:  # the app appends past the high-water mark: the oldest telemetry (acked) folds
             before = store.counters["compacted"]
             for i in range(10):
                 await store.append("telemetry", {"temp_c": 30 + i, "pad": "x" * 40})
             folds.append(store.counters["compacted"] - before)
-        await store_ack(*args)
+        await store_ack(batch)
 
     engine._store_ack = fold_first
 

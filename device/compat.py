@@ -86,18 +86,12 @@ async def sleep_ms(ms: int) -> None:
 
 
 async def wait_for_ms(awaitable, ms: int):  # type: ignore[no-untyped-def]
-    """Await with a real-time limit; raises ``asyncio.TimeoutError`` (both interpreters).
-
-    CPython: ``asyncio.timeout``, not ``wait_for``, whose 3.11 version swallows a
-    ``cancel()`` that lands as the awaited thing completes (the caller then runs on
-    after being cancelled: a stopped link's engine kept serving).
-    """
+    """Await with a real-time limit; raises ``asyncio.TimeoutError`` (both interpreters)."""
     import asyncio
 
     if IS_MICROPYTHON:
         return await asyncio.wait_for_ms(awaitable, ms)  # type: ignore[attr-defined]
-    async with asyncio.timeout(ms / 1000):
-        return await awaitable
+    return await asyncio.wait_for(awaitable, ms / 1000)
 
 
 def path_dirname(path: str) -> str:

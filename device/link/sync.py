@@ -57,7 +57,6 @@ from device.linkerrors import LinkBusyError, LinkClosedError, LinkError
 DESIRED_VERSION_KEY = "_sync.desired_version"
 _UNKNOWN = object()  # not worked out yet
 SUBSCRIBE_TIMEOUT_MS = 15000
-_ACK_CHECKS = 3  # folds met while checking a batch before it is acked; then it waits a turn
 
 COUNTER_NAMES = (
     "serves",
@@ -285,7 +284,7 @@ class SyncEngine:
             self._lost(pid)
 
     async def _flush_acks(self, background: bool) -> None:
-        """Remove PUBACKed records from the store (``_store_ack``).
+        """Remove PUBACKed records from the store, after checking none was folded since it was read.
 
         ``background``: the store ack runs as a task of its own while the drain goes on.
         """
@@ -293,53 +292,41 @@ class SyncEngine:
         if not batch:
             return
         self._acked = []
+        store = self.store
+        for _ in range(3):
+            compacted = store.counters["compacted"]
+            batch = await self._unfolded(batch, compacted)
+            if store.counters["compacted"] == compacted:
+                break
+        if not batch:
+            return
         if background:
             self._acking = asyncio.create_task(self._store_ack(batch))  # type: ignore[assignment]
         else:
             await self._store_ack(batch)
 
     async def _store_ack(self, batch: list) -> None:
-        """Ack ``batch`` in the store, after checking none of it was folded since it was read.
-
-        The check and the store call have no await between them: a fold in that gap (or one
-        under way, ``store.folding``) could turn an acked seq into an aggregate that stands for
-        more than was delivered, and acking it would lose the rest of its run.
-        """
         store = self.store
+        seqs = [entry[0].seq for entry in batch]
+        seqs.sort()
         try:
-            for _ in range(_ACK_CHECKS):
-                compacted = store.counters["compacted"]
-                batch = await self._unfolded(batch, compacted)
-                if store.counters["compacted"] == compacted and not store.folding:
-                    break
+            first = store.seq_range()[0]
+            if first == seqs[0] and seqs[-1] - seqs[0] + 1 == len(seqs):
+                removed = await store.ack(seqs[-1])  # the outbox's head: one marker, one range delete
             else:
-                self._requeue(batch)  # folding all along: the next turn tries again
-                return
-            if not batch:
-                return
-            seqs = [entry[0].seq for entry in batch]
-            seqs.sort()
-            try:
-                first = store.seq_range()[0]
-                if first == seqs[0] and seqs[-1] - seqs[0] + 1 == len(seqs):
-                    removed = await store.ack(seqs[-1])  # the outbox's head: one marker, one range delete
-                else:
-                    removed = await store.ack_seqs(seqs)
-            except StoreError:
-                self.counters["store_errors"] += 1
-                self._requeue(batch)  # tried again with the next batch
-                return
+                removed = await store.ack_seqs(seqs)
+        except StoreError:
+            self.counters["store_errors"] += 1
+            for entry in batch:  # tried again with the next batch
+                self._acked.append(entry)
+            self._acked_since = monotonic_ms()
+            return
         finally:
             self._acking = None
         for seq in seqs:
             self._acked_seqs.pop(seq, None)
         self.counters["store_acks"] += removed
         self.counters["ack_flushes"] += 1
-
-    def _requeue(self, batch: list) -> None:
-        for entry in batch:
-            self._acked.append(entry)
-        self._acked_since = monotonic_ms()
 
     async def _unfolded(self, batch: list, compacted: int) -> list:
         """The entries whose record is still what was published; the others go out again."""

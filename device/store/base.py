@@ -239,10 +239,6 @@ class Store:
     """
 
     backend = "base"
-    # True while a retention fold is under way across an await (the sqlite worker thread): a
-    # record acked now could be folded into an aggregate first. Backends that fold in one
-    # synchronous step (memory, log) never set it.
-    folding = False
 
     def __init__(self, budget_bytes: int) -> None:
         self.budget_bytes = budget_bytes

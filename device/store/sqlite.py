@@ -445,17 +445,13 @@ class SqliteStore(Store):
         need = self._held - target
         if need <= 0 or self._lane_records[retention.TELEMETRY] < 2:
             return 0
-        self.folding = True  # until the counters say what it folded (see Store.folding)
-        try:
-            saved, folded, seq_range = await self._write("folding telemetry", fold_oldest, need)
-            if folded:
-                self._lane_records[retention.TELEMETRY] -= folded
-                self._lane_bytes[retention.TELEMETRY] -= saved
-                self._held -= saved
-                self._first_seq, self._last_seq = seq_range
-                self.counters["compacted"] += folded
-        finally:
-            self.folding = False
+        saved, folded, seq_range = await self._write("folding telemetry", fold_oldest, need)
+        if folded:
+            self._lane_records[retention.TELEMETRY] -= folded
+            self._lane_bytes[retention.TELEMETRY] -= saved
+            self._held -= saved
+            self._first_seq, self._last_seq = seq_range
+            self.counters["compacted"] += folded
         return folded
 
     async def compact(self) -> int:

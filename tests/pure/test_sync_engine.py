@@ -410,54 +410,6 @@ async def test_a_record_folded_while_in_flight_is_republished_as_its_aggregate()
     assert first_agg["seq"] in raw_seqs
 
 
-def _covered(records):  # type: ignore[no-untyped-def]
-    """Seqs the delivered records stand for: their own, or their aggregate's run."""
-    covered = set()
-    for r in records:
-        agg = r["p"].get("agg")
-        if agg:
-            covered.update(range(agg["first"], agg["last"] + 1))
-        else:
-            covered.add(r["seq"])
-    return covered
-
-
-async def test_a_fold_between_the_ack_check_and_the_store_ack_loses_nothing():
-    """PUBACKed records fold into an aggregate after the engine decided to ack them: the store ack
-    must not remove that aggregate (it stands for records never delivered)."""
-    store = await make_store(budget=1000)
-    for i in range(10):
-        await store.append("telemetry", {"temp_c": 20 + i, "pad": "x" * 40})
-    client = FakeClient()
-    engine = engine_for(store, window=4, ack_delay_ms=0)
-    store_ack = engine._store_ack
-    folds = []
-
-    async def fold_first(batch):  # type: ignore[no-untyped-def]
-        if not folds:  # the app appends past the high-water mark: the oldest telemetry (acked) folds
-            before = store.counters["compacted"]
-            for i in range(10):
-                await store.append("telemetry", {"temp_c": 30 + i, "pad": "x" * 40})
-            folds.append(store.counters["compacted"] - before)
-        await store_ack(batch)
-
-    engine._store_ack = fold_first
-
-    async def body():  # type: ignore[no-untyped-def]
-        await until(lambda: len(client.records()) == 4, "window")
-        client.ack_records()
-        for _ in range(400):
-            if not store.depth()[0]:
-                break
-            await sleep_ms(2)
-            client.ack_records()
-
-    await session(engine, client, body)
-    assert folds and folds[0] > 0  # the fold did land in the gap
-    assert store.depth()[0] == 0
-    assert _covered(client.records()) == set(range(1, 21))
-
-
 # -- rate limit ------------------------------------------------------------------------------
 
 
